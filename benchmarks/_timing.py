@@ -1,0 +1,44 @@
+"""Side-by-side timing: interleaved repeats, medians, ratios, machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable, Dict
+
+
+def interleaved_medians(candidates: Dict[str, Callable[[], object]], *, repeats: int = 20,
+                        warmup: int = 2) -> Dict[str, float]:
+    """Median seconds of each candidate, run in rotating order so drift hits all alike."""
+    names = list(candidates)
+    for _ in range(warmup):
+        for name in names:
+            candidates[name]()
+    samples = {name: [] for name in names}
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            candidates[name]()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def machine() -> str:
+    """CPU count, platform and library versions, for the results table."""
+    import keras
+    import tensorflow as tf
+
+    return (f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
+            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, backend {keras.backend.backend()}")
+
+
+def print_table(title: str, rows: list) -> None:
+    """Prints `rows` of (workload, ratio, target, note) as a Markdown table."""
+    print(f"\n### {title}\n")
+    print("| workload | ratio | target | detail |")
+    print("|---|---|---|---|")
+    for workload, ratio, target, detail in rows:
+        print(f"| {workload} | {ratio:.3f} | {target} | {detail} |")

@@ -1,0 +1,169 @@
+"""Build one model that returns a classifier's logits and probabilities."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import keras
+
+from keras_logits.head import Head, features_tensor, find_heads, model_inputs, model_outputs
+from keras_logits.layers import PreActivation
+
+LOGITS, PROBABILITIES, FEATURES = "logits", "probabilities", "features"
+
+
+@dataclasses.dataclass
+class _Outputs:
+    """Symbolic tensors of one head, in one graph."""
+
+    logits: object
+    probabilities: object
+    features: object = None
+
+    def as_dict(self, with_features: bool) -> dict:
+        outputs = {LOGITS: self.logits, PROBABILITIES: self.probabilities}
+        if with_features:
+            outputs[FEATURES] = self.features
+        return outputs
+
+
+def expose(
+    model: keras.Model,
+    *,
+    features: bool = False,
+    activation: Optional[str] = None,
+    name: Optional[str] = None,
+    head: Optional[str] = None,
+) -> keras.Model:
+    """Returns a model whose outputs are `{"logits", "probabilities"}` of `model`.
+
+    Both come from one forward pass that shares `model`'s layers and weights:
+    training the exposed model trains the original. `model` itself is not
+    changed. Where the head sits in `model`'s own graph (functional or
+    Sequential), that graph is reused; where it sits inside a nested model, the
+    nested model is exposed the same way and called in its place.
+
+    Args:
+        model: A built functional or Sequential classifier.
+        features: Also return `"features"`, the tensor that feeds the head.
+        activation: `"softmax"` or `"sigmoid"` when `model` outputs logits
+            already; `probabilities` then is that activation of them.
+        name: Name of the new model (default: `"<model name>_exposed"`).
+        head: For a model with several classification outputs, the name of
+            the one to expose. By default each is exposed under keys
+            `"<output>/logits"` and `"<output>/probabilities"`, and outputs
+            without a head are passed through under their own name.
+
+    Returns:
+        A functional `keras.Model`. Its outputs are float32 even under a
+        mixed-precision policy.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_logits
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> exposed = keras_logits.expose(model)
+    >>> outputs = exposed.predict(np.ones((2, 4)), verbose=0)
+    >>> sorted(outputs)
+    ['logits', 'probabilities']
+    >>> bool(np.allclose(outputs["probabilities"], model.predict(np.ones((2, 4)), verbose=0)))
+    True
+    """
+    heads = find_heads(model, activation=activation)
+    if head is not None:
+        if head not in heads:
+            raise ValueError(
+                f"head={head!r} is not a classification output of model '{model.name}'. "
+                f"Its classification outputs are {sorted(heads)}."
+            )
+        heads = {head: heads[head]}
+
+    all_outputs = model_outputs(model)
+    taken = {layer.name for layer in model._flatten_layers(include_self=True, recursive=True)}
+    if head is not None or len(all_outputs) == 1:
+        (only,) = heads.values()
+        outputs = _float32(_outputs_of(only, features, taken).as_dict(features), taken)
+    else:
+        outputs = {}
+        for output_name, tensor in all_outputs.items():
+            if output_name in heads:
+                exposed = _outputs_of(heads[output_name], features, taken).as_dict(features)
+                for key, value in exposed.items():
+                    outputs[f"{output_name}/{key}"] = value
+            else:
+                outputs[output_name] = tensor
+        outputs = _float32(outputs, taken)
+    return keras.Model(model_inputs(model), outputs, name=name or f"{model.name}_exposed")
+
+
+def _outputs_of(head: Head, with_features: bool, taken: set) -> _Outputs:
+    outputs = _follow(head.route, head, taken)
+    if with_features and outputs.features is None:
+        raise ValueError(
+            f"features=True, but the logits layer {head.logits_layer.name!r} of output "
+            f"'{head.output_name}' has no single input tensor to return as features."
+        )
+    return outputs
+
+
+def _follow(route, head: Head, taken: set) -> _Outputs:
+    """Builds logits/probabilities for `route[0]`'s graph, recursing into the rest."""
+    step, rest = route[0], route[1:]
+    if step.kind == "shape_only":
+        inner = _follow(rest, head, taken)
+        return _Outputs(step.replay(inner.logits), step.replay(inner.probabilities), inner.features)
+    if step.kind == "nested":
+        inner = _follow(rest, head, taken)
+        inner_model = keras.Model(
+            model_inputs(step.operation),
+            inner.as_dict(with_features=inner.features is not None),
+            name=_fresh(f"{step.operation.name}_exposed", taken),
+        )
+        called = inner_model(*step.node.arguments.args, **step.node.arguments.kwargs)
+        return _Outputs(called[LOGITS], called[PROBABILITIES], called.get(FEATURES))
+    if step.kind == "separate":
+        logits = step.input_tensor
+        return _Outputs(logits, step.output_tensor, features_tensor(logits))
+    if step.kind == "fused":
+        x = step.input_tensor
+        logits = PreActivation(step.operation, name=_fresh(f"{step.operation.name}_logits", taken))(x)
+        return _Outputs(logits, _activate(logits, head, taken), x)
+    # "given": the model outputs logits; apply the caller's activation.
+    logits = step.output_tensor
+    return _Outputs(logits, _activate(logits, head, taken), features_tensor(logits))
+
+
+def _activate(logits, head: Head, taken: set):
+    """Applies the head's activation as its own layer, in float32 under mixed precision.
+
+    The logits tensor itself stays an output: passing it through LogitsHead
+    would add an Identity op per call, measurable on small models.
+    """
+    low_precision = keras.backend.standardize_dtype(logits.dtype) in ("float16", "bfloat16")
+    dtype = "float32" if low_precision else None
+    name = _fresh(f"{head.layer.name}_{head.activation}", taken)
+    return keras.layers.Activation(head.activation, dtype=dtype, name=name)(logits)
+
+
+def _fresh(name: str, taken: set) -> str:
+    """`name`, or `name_2`, `name_3`, ... if a layer of the model already has it."""
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name}_{number}"
+    taken.add(candidate)
+    return candidate
+
+
+def _float32(outputs: dict, taken: set) -> dict:
+    """Casts floating outputs that are not float32 (mixed precision) to float32."""
+    cast = {}
+    for key, tensor in outputs.items():
+        dtype = keras.backend.standardize_dtype(tensor.dtype)
+        if dtype in ("float16", "bfloat16"):
+            tensor = keras.layers.Identity(
+                dtype="float32", name=_fresh(f"{key.replace('/', '_')}_float32", taken)
+            )(tensor)
+        cast[key] = tensor
+    return cast

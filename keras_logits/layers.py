@@ -1,0 +1,118 @@
+"""Small serializable layers that give a classifier both of its outputs."""
+
+from __future__ import annotations
+
+import threading
+
+import keras
+
+from keras_logits.head import activation_function
+
+# PreActivation switches the wrapped layer's activation off while it traces the
+# layer's call. Replicas of tf.distribute trace in parallel threads; the lock keeps
+# one replica from restoring "linear" as the activation another one saved.
+_ACTIVATION_SWITCH = threading.RLock()
+
+
+@keras.saving.register_keras_serializable(package="keras_logits")
+class PreActivation(keras.layers.Wrapper):
+    """Calls a layer without its activation, sharing its weights.
+
+    `PreActivation(dense)(x)` computes `x @ kernel + bias` of a
+    `Dense(..., activation="softmax")` layer: the logits that the fused softmax
+    would otherwise hide. The wrapped layer's variables are used, not copied, so
+    training through the wrapper trains the original layer.
+
+    Args:
+        layer: A built or unbuilt layer with an `activation` attribute (Dense,
+            EinsumDense, Conv1D/2D/3D, SeparableConv, ...).
+        **kwargs: Base layer keyword arguments (`name`, `dtype`, ...). The dtype
+            policy defaults to the wrapped layer's.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> dense = keras.layers.Dense(3, activation="softmax")
+    >>> x = np.ones((2, 4), "float32")
+    >>> probabilities = dense(x)
+    >>> logits = PreActivation(dense)(x)
+    >>> bool(np.allclose(keras.ops.softmax(logits), probabilities, atol=1e-6))
+    True
+    """
+
+    def __init__(self, layer, **kwargs):
+        if not hasattr(layer, "activation"):
+            raise ValueError(
+                f"PreActivation wraps layers with an `activation` attribute (Dense, Conv2D, ...); "
+                f"layer '{layer.name}' ({type(layer).__name__}) has none."
+            )
+        kwargs.setdefault("dtype", layer.dtype_policy)
+        super().__init__(layer, **kwargs)
+        if layer.built:
+            self.built = True
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self.built = True
+
+    def call(self, inputs, *args, **kwargs):
+        with _ACTIVATION_SWITCH:
+            saved = self.layer.activation
+            self.layer.activation = keras.activations.linear
+            try:
+                return self.layer.call(inputs, *args, **kwargs)
+            finally:
+                self.layer.activation = saved
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+
+@keras.saving.register_keras_serializable(package="keras_logits")
+class LogitsHead(keras.layers.Layer):
+    """Turns logits into `{"logits": ..., "probabilities": ...}`.
+
+    Put it at the end of your own model (or in a subclassed model's `call`) so
+    the model returns both outputs in one forward pass.
+
+    Under a mixed-precision policy the head computes in float32 (unless `dtype`
+    says otherwise), so probabilities do not saturate in float16.
+
+    Args:
+        activation: `"softmax"` (one class per sample) or `"sigmoid"` (binary
+            or multi-label).
+        axis: The class axis for softmax.
+        **kwargs: Base layer keyword arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> inputs = keras.Input((4,))
+    >>> logits = keras.layers.Dense(3)(inputs)
+    >>> model = keras.Model(inputs, LogitsHead("softmax")(logits))
+    >>> outputs = model.predict(np.ones((2, 4)), verbose=0)
+    >>> sorted(outputs), outputs["probabilities"].sum(axis=-1).round(5).tolist()
+    (['logits', 'probabilities'], [1.0, 1.0])
+    """
+
+    def __init__(self, activation: str = "softmax", axis: int = -1, **kwargs):
+        activation_function(activation)  # Validates the name.
+        if kwargs.get("dtype") is None and keras.config.dtype_policy().name.startswith("mixed"):
+            kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.activation = activation
+        self.axis = axis
+        self.built = True
+
+    def call(self, logits):
+        if self.activation == "softmax":
+            probabilities = keras.ops.softmax(logits, axis=self.axis)
+        else:
+            probabilities = keras.ops.sigmoid(logits)
+        return {"logits": logits, "probabilities": probabilities}
+
+    def compute_output_shape(self, input_shape):
+        return {"logits": input_shape, "probabilities": input_shape}
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation, "axis": self.axis}

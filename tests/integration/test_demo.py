@@ -1,0 +1,38 @@
+"""The README demo, run as a user runs it: the console script in a fresh process."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*arguments, env=None, timeout=600):
+    """Runs `python -m keras_logits.cli ...` (the console script's module) in a fresh process."""
+    environment = {**os.environ, "KERAS_BACKEND": "tensorflow", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "keras_logits.cli", *arguments], capture_output=True,
+                          text=True, timeout=timeout, env=environment)
+
+
+def test_demo_trains_exposes_and_prints_a_table_of_both_outputs():
+    result = run_cli("demo", "--epochs", "6", "--rows", "5")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Head found: softmax (fused into Dense 'classifier')" in out
+    accuracy = float(re.search(r"Test accuracy: ([0-9.]+)", out).group(1))
+    assert accuracy > 0.7
+    rows = [line.split() for line in out.splitlines() if re.match(r"^\s+\d+\s+\d+\s+\d+\s", line)]
+    assert len(rows) == 5
+    for _, _, _, logit, probability, margin, log_probability in rows:
+        assert 0 < float(probability) <= 1 and float(margin) >= 0
+        assert abs(float(log_probability) - __import__("math").log(float(probability))) < 2e-3
+    assert "oneDNN" not in result.stderr and "cuda" not in result.stderr.lower()
+
+
+def test_cli_usage_error_exits_with_2():
+    result = run_cli("no-such-command")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr

@@ -1,0 +1,177 @@
+"""find_head / find_heads: the right layer, activation, axis and classes on hand-built models."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_logits
+
+
+def _functional(body, input_shape=(6,)):
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, body(inputs))
+
+
+def test_find_head_reports_fused_dense_softmax():
+    model = keras.Sequential([keras.Input((6,)), layers.Dense(4, activation="relu"),
+                              layers.Dense(3, activation="softmax", name="cls")])
+    head = keras_logits.find_head(model)
+    assert head.layer is model.get_layer("cls")
+    assert (head.activation, head.fused, head.axis, head.num_classes, head.path) == ("softmax", True, -1, 3, ())
+    assert head.logits_layer is model.get_layer("cls")
+
+
+def test_find_head_reports_separate_activation_layer_and_its_logits_layer():
+    def body(x):
+        x = layers.Dense(5, name="scores")(x)
+        return layers.Activation("softmax", name="probs")(x)
+
+    model = _functional(body)
+    head = keras_logits.find_head(model)
+    assert head.layer is model.get_layer("probs")
+    assert (head.activation, head.fused, head.num_classes) == ("softmax", False, 5)
+    assert head.logits_layer is model.get_layer("scores")
+
+
+def test_find_head_reads_the_axis_of_a_softmax_layer():
+    def body(x):
+        x = layers.Reshape((4, 3))(layers.Dense(12)(x))
+        return layers.Softmax(axis=1, name="per_column")(x)
+
+    head = keras_logits.find_head(_functional(body))
+    assert (head.layer.name, head.axis, head.num_classes, head.fused) == ("per_column", 1, 4, False)
+
+
+def test_find_head_accepts_a_softmax_op_in_a_functional_graph():
+    model = _functional(lambda x: keras.ops.sigmoid(layers.Dense(2)(x)))
+    head = keras_logits.find_head(model)
+    assert (head.activation, head.fused, head.num_classes) == ("sigmoid", False, 2)
+
+
+def test_find_head_walks_through_shape_only_layers_like_mobilenet_v3():
+    def body(x):
+        x = layers.Reshape((1, 1, 6))(x)
+        x = layers.Conv2D(7, 1, name="Logits")(x)
+        x = layers.Dropout(0.2)(layers.Flatten()(x))
+        return layers.Activation("softmax", name="Predictions")(layers.Identity()(x))
+
+    head = keras_logits.find_head(_functional(body))
+    assert (head.layer.name, head.logits_layer.name, head.num_classes) == ("Predictions", "Logits", 7)
+
+
+def test_find_head_walks_shape_only_layers_after_a_fused_activation():
+    model = _functional(lambda x: layers.Flatten()(layers.Conv1D(4, 1, activation="sigmoid", name="conv")(
+        layers.Reshape((3, 2))(x))))
+    head = keras_logits.find_head(model)
+    assert (head.layer.name, head.activation, head.fused) == ("conv", "sigmoid", True)
+
+
+def test_find_head_descends_into_nested_models_and_reports_the_path():
+    head_model = keras.Sequential([keras.Input((5,)), layers.Dense(3, activation="softmax", name="cls")],
+                                  name="classifier")
+    backbone = keras.Sequential([keras.Input((6,)), layers.Dense(5)], name="backbone")
+    outer = keras.Sequential([keras.Input((6,)), backbone,
+                              keras.Sequential([keras.Input((5,)), head_model], name="wrapper")], name="outer")
+    head = keras_logits.find_head(outer)
+    assert head.layer.name == "cls"
+    assert head.path == ("wrapper", "classifier")
+
+
+def test_find_head_single_unit_sigmoid_is_binary():
+    head = keras_logits.find_head(_functional(lambda x: layers.Dense(1, activation="sigmoid")(x)))
+    assert (head.activation, head.num_classes) == ("sigmoid", 1)
+
+
+def test_find_heads_lists_every_classification_output_and_skips_others():
+    inputs = keras.Input((6,))
+    outputs = {
+        "digit": layers.Dense(10, activation="softmax")(inputs),
+        "tags": layers.Dense(4, activation="sigmoid")(inputs),
+        "box": layers.Dense(4)(inputs),
+    }
+    model = keras.Model(inputs, outputs)
+    heads = keras_logits.find_heads(model)
+    assert {name: (h.activation, h.num_classes) for name, h in heads.items()} == {
+        "digit": ("softmax", 10), "tags": ("sigmoid", 4)}
+    assert keras_logits.find_head(model, output="tags").activation == "sigmoid"
+    with pytest.raises(ValueError, match=r"2 classification outputs \['digit', 'tags'\].*output=<name>"):
+        keras_logits.find_head(model)
+    with pytest.raises(ValueError, match="no classification output named 'box'"):
+        keras_logits.find_head(model, output="box")
+
+
+def test_find_head_with_given_activation_uses_the_logits_layer():
+    model = _functional(lambda x: layers.Dense(3, name="logits_layer")(x))
+    head = keras_logits.find_head(model, activation="softmax")
+    assert (head.layer.name, head.activation, head.applied_by_model) == ("logits_layer", "softmax", False)
+
+
+def test_head_is_frozen():
+    head = keras_logits.find_head(_functional(lambda x: layers.Dense(3, activation="softmax")(x)))
+    with pytest.raises(AttributeError):
+        head.activation = "sigmoid"
+
+
+# ---- errors: say what was found and what to do -------------------------------------------
+
+
+def test_no_activation_error_names_the_layer_and_suggests_activation():
+    model = _functional(lambda x: layers.Dense(3, name="raw")(x))
+    with pytest.raises(ValueError, match=r"layer 'raw' \(Dense\), which has no activation.*activation='softmax'"):
+        keras_logits.find_head(model)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "log_softmax"])
+def test_unsupported_activation_error_names_it(activation):
+    model = _functional(lambda x: layers.Dense(3, activation=activation, name="out")(x))
+    with pytest.raises(ValueError, match=rf"'out' \(Dense\) with activation '{activation}'.*softmax and sigmoid"):
+        keras_logits.find_head(model)
+
+
+def test_unsupported_custom_callable_activation_is_refused():
+    def squash(x):
+        return x / (1 + keras.ops.abs(x))
+
+    model = _functional(lambda x: layers.Dense(3, activation=squash, name="out")(x))
+    with pytest.raises(ValueError, match="activation 'squash'.*not a classification activation"):
+        keras_logits.find_head(model)
+
+
+def test_subclassed_model_error_suggests_logits_head():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = layers.Dense(3, activation="softmax")
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Net()
+    model(np.zeros((1, 6)))
+    with pytest.raises(ValueError, match="subclassed keras.Model.*LogitsHead"):
+        keras_logits.find_head(model)
+
+
+def test_unbuilt_sequential_error_says_how_to_build():
+    model = keras.Sequential([layers.Dense(3, activation="softmax")])
+    with pytest.raises(ValueError, match=r"has not been built.*keras.Input\(shape=...\).*model.build"):
+        keras_logits.find_head(model)
+
+
+def test_given_activation_on_a_model_that_applies_one_is_refused():
+    model = _functional(lambda x: layers.Dense(3, activation="softmax", name="cls")(x))
+    with pytest.raises(ValueError, match="already applies softmax.*leave out activation="):
+        keras_logits.find_head(model, activation="softmax")
+
+
+@pytest.mark.parametrize("activation", ["relu", "softmax2", None.__class__.__name__])
+def test_invalid_activation_argument_is_refused(activation):
+    model = _functional(lambda x: layers.Dense(3)(x))
+    with pytest.raises(ValueError, match="is not supported; pass 'softmax'.*or 'sigmoid'"):
+        keras_logits.find_head(model, activation=activation)
+
+
+def test_non_model_input_is_refused():
+    with pytest.raises(TypeError, match="Expected a keras.Model, got Dense"):
+        keras_logits.find_head(layers.Dense(3))
