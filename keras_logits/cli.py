@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     demo.add_argument("--rows", type=int, default=8, help="predictions to print (default 8)")
+    demo.add_argument("--output-dir", default="keras_logits_demo",
+                      help="where the export (and logs) go (default ./keras_logits_demo)")
     return parser
 
 
@@ -62,7 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if arguments.command == "demo":
             from keras_logits.demo import run_demo
 
-            run_demo(epochs=arguments.epochs, rows=arguments.rows)
+            run_demo(epochs=arguments.epochs, rows=arguments.rows, output_dir=arguments.output_dir)
         return 0
     except Exception as error:  # One line for people; --debug shows the traceback.
         if arguments.debug:

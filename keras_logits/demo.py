@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Optional
 
 import numpy as np
+
+
+SERVING_HINT = """Load it anywhere TensorFlow runs, without keras-logits:
+    import tensorflow as tf
+    serve = tf.saved_model.load("{path}").signatures["serving_default"]
+    outputs = serve(image=tf.zeros([1, 8, 8, 1]))  # logits, probabilities, class_id
+Serve it with TF Serving: docker run -p 8501:8501 -v "{path}:/models/digits/1" \\
+    -e MODEL_NAME=digits tensorflow/serving"""
 
 
 @dataclasses.dataclass
@@ -18,6 +27,7 @@ class DemoResult:
     x_test: np.ndarray
     y_test: np.ndarray
     outputs: dict
+    export_dir: str
 
 
 def load_digits(test_fraction: float = 0.2, seed: int = 0):
@@ -51,8 +61,9 @@ def build_digits_cnn(num_classes: int = 10, seed: int = 0):
     )
 
 
-def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, echo=print) -> DemoResult:
-    """Trains the digits CNN, exposes it and prints a table of logits and probabilities."""
+def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, output_dir: str = "keras_logits_demo",
+             echo=print) -> DemoResult:
+    """Trains the digits CNN, exposes it, prints logits and probabilities, exports it."""
     import keras
 
     import keras_logits
@@ -74,7 +85,13 @@ def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, echo=print) -> D
     outputs = exposed.predict(x_test, verbose=0)
     echo("")
     echo(format_table(outputs, y_test, rows=rows))
-    return DemoResult(model, exposed, accuracy, x_test, y_test, outputs)
+
+    export_dir = os.path.join(output_dir, "saved_model")
+    echo("")
+    echo(f"Exporting to {export_dir} (verified in a fresh TensorFlow process)...")
+    keras_logits.export(model, export_dir, overwrite=True, class_names=[str(d) for d in range(10)])
+    echo(SERVING_HINT.format(path=os.path.abspath(export_dir)))
+    return DemoResult(model, exposed, accuracy, x_test, y_test, outputs, export_dir)
 
 
 def format_table(outputs: dict, labels: Optional[np.ndarray], rows: int = 8) -> str:

@@ -17,8 +17,8 @@ def run_cli(*arguments, env=None, timeout=600):
                           text=True, timeout=timeout, env=environment)
 
 
-def test_demo_trains_exposes_and_prints_a_table_of_both_outputs():
-    result = run_cli("demo", "--epochs", "6", "--rows", "5")
+def test_demo_trains_exposes_prints_a_table_and_exports(tmp_path):
+    result = run_cli("demo", "--epochs", "6", "--rows", "5", "--output-dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Head found: softmax (fused into Dense 'classifier')" in out
@@ -29,6 +29,9 @@ def test_demo_trains_exposes_and_prints_a_table_of_both_outputs():
     for _, _, _, logit, probability, margin, log_probability in rows:
         assert 0 < float(probability) <= 1 and float(margin) >= 0
         assert abs(float(log_probability) - __import__("math").log(float(probability))) < 2e-3
+    export_dir = tmp_path / "out" / "saved_model"
+    assert f"Exporting to {export_dir}" in out and "signatures[\"serving_default\"]" in out
+    assert (export_dir / "saved_model.pb").is_file() and (export_dir / "keras_logits.json").is_file()
     assert "oneDNN" not in result.stderr and "cuda" not in result.stderr.lower()
 
 

@@ -1,0 +1,95 @@
+"""Check an export the way a consumer meets it: in a fresh process without keras_logits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+# Runs in a fresh interpreter: plain TensorFlow or onnxruntime, no Keras, no keras_logits.
+_CONSUMER = r"""
+import os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+export_dir, format, sample_path, result_path = sys.argv[1:5]
+sample = dict(np.load(sample_path))
+if format == "tf_saved_model":
+    import tensorflow as tf
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    outputs = {k: v.numpy() for k, v in serve(**{k: tf.constant(v) for k, v in sample.items()}).items()}
+else:
+    import onnxruntime
+    session = onnxruntime.InferenceSession(os.path.join(export_dir, "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    outputs = dict(zip(names, session.run(None, sample)))
+if "keras_logits" in sys.modules:
+    raise SystemExit("the consumer process imported keras_logits")
+np.savez(result_path, **outputs)
+"""
+
+
+def tolerances(expected: dict) -> dict:
+    """Absolute tolerance per output: logits 1e-5 of their scale, probabilities 1e-5, ids exact."""
+    result = {}
+    for name, values in expected.items():
+        if name.endswith("class_id"):
+            result[name] = 0.0
+        elif name.endswith("logits") or name.endswith("features"):
+            result[name] = 1e-5 * max(1.0, float(np.abs(values).max(initial=0.0)))
+        else:
+            result[name] = 1e-5
+    return result
+
+
+def run_consumer(export_dir: str, format: str, sample: dict, timeout: float = 600) -> dict:
+    """Loads the export in a fresh Python process and returns its outputs for `sample`."""
+    with tempfile.TemporaryDirectory(prefix="keras-logits-verify-") as scratch:
+        sample_path = os.path.join(scratch, "sample.npz")
+        result_path = os.path.join(scratch, "result.npz")
+        np.savez(sample_path, **sample)
+        environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        completed = subprocess.run(
+            [sys.executable, "-c", _CONSUMER, export_dir, format, sample_path, result_path],
+            capture_output=True, text=True, timeout=timeout, env=environment, cwd=scratch,
+        )
+        if completed.returncode != 0:
+            tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"the exported {format} could not be loaded and run in a fresh process:\n{tail}")
+        with np.load(result_path) as result:
+            return {name: result[name] for name in result.files}
+
+
+def compare(expected: dict, actual: dict, format: str) -> dict:
+    """Raises when outputs differ beyond `tolerances`; returns the max differences."""
+    if sorted(actual) != sorted(expected):
+        raise RuntimeError(f"the exported {format} has outputs {sorted(actual)}, expected {sorted(expected)}")
+    limits, differences = tolerances(expected), {}
+    for name, want in expected.items():
+        got = actual[name]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise RuntimeError(
+                f"the exported {format} output '{name}' is {got.dtype}{list(got.shape)}, "
+                f"the in-memory model gives {want.dtype}{list(want.shape)}"
+            )
+        difference = float(np.abs(got.astype("float64") - want.astype("float64")).max(initial=0.0))
+        differences[name] = difference
+        if difference > limits[name] and not (name.endswith("class_id") and _ties_only(expected, got)):
+            raise RuntimeError(
+                f"the exported {format} output '{name}' differs from the in-memory model by "
+                f"{difference:.3g} (tolerance {limits[name]:.3g}); the export was not installed"
+            )
+    return differences
+
+
+def _ties_only(expected: dict, class_id: np.ndarray) -> bool:
+    """True when class ids differ only where the top two probabilities are within tolerance."""
+    probabilities = expected.get("probabilities")
+    if probabilities is None or class_id.ndim != probabilities.ndim - 1:
+        return False
+    mismatched = class_id != expected["class_id"]
+    top_two = np.sort(probabilities, axis=-1)[..., -2:]
+    return bool(np.all((top_two[..., 1] - top_two[..., 0])[mismatched] <= 1e-5))

@@ -1,0 +1,253 @@
+"""export(): SavedModel and ONNX with both outputs, verified, atomic, with clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_logits
+from tests.conftest import logit_tolerance
+
+# An independent consumer: plain TensorFlow in a fresh process that never imports keras_logits.
+CONSUMER = r"""
+import json, sys
+import numpy as np, tensorflow as tf
+export_dir, inputs_path, result_path = sys.argv[1:]
+serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+arrays = dict(np.load(inputs_path))
+outputs = serve(**{name: tf.constant(value) for name, value in arrays.items()})
+np.savez(result_path, **{name: tensor.numpy() for name, tensor in outputs.items()})
+spec = {name: [str(t.dtype.name), t.shape.as_list()] for name, t in serve.structured_outputs.items()}
+print(json.dumps({"modules": sorted(m for m in sys.modules if m.split(".")[0] == "keras_logits"),
+                  "outputs": spec}))
+"""
+
+
+def load_in_fresh_process(export_dir, inputs: dict, tmp_path):
+    inputs_path, result_path = tmp_path / "inputs.npz", tmp_path / "result.npz"
+    np.savez(inputs_path, **inputs)
+    completed = subprocess.run([sys.executable, "-c", CONSUMER, str(export_dir), str(inputs_path), str(result_path)],
+                               capture_output=True, text=True, check=True, cwd=tmp_path,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    with np.load(result_path) as result:
+        return {name: result[name] for name in result.files}, report
+
+
+@pytest.fixture(scope="module")
+def digits_export(trained_digits_cnn, tmp_path_factory):
+    path = tmp_path_factory.mktemp("exports") / "digits"
+    keras_logits.export(trained_digits_cnn, path, class_names=[f"digit {i}" for i in range(10)])
+    return path
+
+
+def _digits_inputs(digits, batch_size):
+    (_, _), (x_test, _) = digits
+    return np.resize(x_test, (batch_size, 8, 8, 1)).astype("float32")
+
+
+@pytest.mark.parametrize("batch_size", [1, 257])
+def test_saved_model_serves_all_outputs_in_a_fresh_process_without_keras_logits(
+        digits_export, trained_digits_cnn, digits, batch_size, tmp_path):
+    images = _digits_inputs(digits, batch_size)
+    outputs, report = load_in_fresh_process(digits_export, {"image": images}, tmp_path)
+    assert report["modules"] == []  # keras_logits is not needed to serve.
+    assert report["outputs"] == {"logits": ["float32", [None, 10]], "probabilities": ["float32", [None, 10]],
+                                 "class_id": ["int64", [None]]}
+    expected = keras_logits.expose(trained_digits_cnn).predict(images, verbose=0)
+    np.testing.assert_allclose(outputs["logits"], expected["logits"], atol=logit_tolerance(expected["logits"]))
+    np.testing.assert_allclose(outputs["probabilities"], trained_digits_cnn.predict(images, verbose=0), atol=1e-6)
+    np.testing.assert_array_equal(outputs["class_id"], expected["probabilities"].argmax(-1))
+    assert outputs["class_id"].dtype == np.int64 and outputs["logits"].shape == (batch_size, 10)
+
+
+def test_manifest_records_head_class_names_signature_and_versions(digits_export):
+    manifest = keras_logits.read_manifest(digits_export)
+    assert manifest["head"]["activation"] == "softmax" and manifest["head"]["num_classes"] == 10
+    assert manifest["head"]["class_names"][3] == "digit 3"
+    assert manifest["inputs"] == [{"name": "image", "shape": [None, 8, 8, 1], "dtype": "float32"}]
+    assert {o["name"]: o["dtype"] for o in manifest["outputs"]} == {
+        "class_id": "int64", "logits": "float32", "probabilities": "float32"}
+    assert manifest["versions"]["keras"] == keras.__version__
+    assert manifest["verification"]["consumer"] == "tf.saved_model.load"
+    assert max(manifest["verification"]["max_abs_difference"].values()) <= 1e-5
+
+
+def test_saved_model_cli_lists_the_three_outputs(digits_export):
+    cli = Path(sys.executable).parent / "saved_model_cli"
+    completed = subprocess.run([str(cli), "show", "--dir", str(digits_export), "--all"], capture_output=True,
+                               text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    serving = completed.stdout.split("signature_def['serving_default']")[1].split("signature_def[")[0]
+    for name, dtype in [("logits", "DT_FLOAT"), ("probabilities", "DT_FLOAT"), ("class_id", "DT_INT64")]:
+        assert f"outputs['{name}'] tensor_info:\n        dtype: {dtype}" in serving
+
+
+@pytest.mark.parametrize("batch_size", [1, 257])
+def test_onnx_export_runs_in_onnxruntime_with_the_same_values(trained_digits_cnn, digits, batch_size, tmp_path):
+    import onnxruntime
+
+    path = keras_logits.export(trained_digits_cnn, tmp_path / "onnx", format="onnx", features=True)
+    session = onnxruntime.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
+    images = _digits_inputs(digits, batch_size)
+    names = [output.name for output in session.get_outputs()]
+    outputs = dict(zip(names, session.run(None, {session.get_inputs()[0].name: images})))
+    assert sorted(outputs) == ["class_id", "features", "logits", "probabilities"]
+    expected = keras_logits.expose(trained_digits_cnn, features=True).predict(images, verbose=0)
+    for name in ("logits", "features"):
+        np.testing.assert_allclose(outputs[name], expected[name], atol=logit_tolerance(expected[name]))
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], atol=1e-5)
+    np.testing.assert_array_equal(outputs["class_id"], expected["probabilities"].argmax(-1))
+    assert keras_logits.read_manifest(path)["verification"]["consumer"] == "onnxruntime"
+
+
+def test_multi_label_sigmoid_export_gives_a_zero_one_class_vector(tmp_path):
+    model = keras.Sequential([keras.Input((6,), name="x"), layers.Dense(8, activation="relu"),
+                              layers.Dense(4, activation="sigmoid")])
+    path = keras_logits.export(model, tmp_path / "tags")
+    x = np.random.default_rng(0).normal(size=(9, 6)).astype("float32") * 3
+    outputs, _ = load_in_fresh_process(path, {"x": x}, tmp_path)
+    probabilities = model.predict(x, verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"], probabilities, atol=1e-6)
+    np.testing.assert_array_equal(outputs["class_id"], (probabilities >= 0.5).astype("int64"))
+    assert outputs["class_id"].shape == (9, 4)
+    assert keras_logits.read_manifest(path)["head"]["class_id"] == "probabilities >= 0.5"
+
+
+def test_mixed_precision_export_serves_float32(tmp_path):
+    keras.config.set_dtype_policy("mixed_float16")
+    model = keras.Sequential([keras.Input((6,), name="x"), layers.Dense(8, activation="relu"),
+                              layers.Dense(3, activation="softmax")])
+    exposed = keras_logits.expose(model)
+    keras.config.set_dtype_policy("float32")
+    path = keras_logits.export(exposed, tmp_path / "mixed")
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    outputs, report = load_in_fresh_process(path, {"x": x}, tmp_path)
+    assert report["outputs"]["logits"][0] == "float32" and report["outputs"]["probabilities"][0] == "float32"
+    expected = exposed.predict(x, verbose=0)
+    np.testing.assert_allclose(outputs["logits"], expected["logits"], atol=1e-5)
+
+
+def test_existing_export_is_refused_without_overwrite_and_replaced_with_it(trained_digits_cnn, tmp_path):
+    path = keras_logits.export(trained_digits_cnn, tmp_path / "model", class_names=list("abcdefghij"))
+    with pytest.raises(FileExistsError, match="already exists. Pass overwrite=True"):
+        keras_logits.export(trained_digits_cnn, path)
+    keras_logits.export(trained_digits_cnn, path, overwrite=True, class_names=list("ABCDEFGHIJ"))
+    assert keras_logits.read_manifest(path)["head"]["class_names"][0] == "A"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+class _Noise(layers.Layer):
+    """Adds fresh noise on every call: an export that cannot match the in-memory model."""
+
+    def call(self, x):
+        return x + keras.random.uniform(keras.ops.shape(x))
+
+
+def _snapshot(directory: Path) -> dict:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_failed_verification_leaves_the_previous_export_intact(trained_digits_cnn, tmp_path):
+    path = keras_logits.export(trained_digits_cnn, tmp_path / "model")
+    before = _snapshot(path)
+    noisy = keras.Sequential([keras.Input((8, 8, 1), name="image"), layers.Flatten(), _Noise(),
+                              layers.Dense(10, activation="softmax")])
+    with pytest.raises(RuntimeError, match="differs from the in-memory model.*not installed"):
+        keras_logits.export(noisy, path, overwrite=True)
+    assert _snapshot(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # No half-written sibling.
+
+
+def test_exception_midway_leaves_the_previous_export_intact(trained_digits_cnn, tmp_path):
+    path = keras_logits.export(trained_digits_cnn, tmp_path / "model")
+    before = _snapshot(path)
+    wrong = {"image": np.zeros((2, 3, 3, 1), "float32")}  # Fails inside the consumer process.
+    with pytest.raises(Exception):
+        keras_logits.export(trained_digits_cnn, path, overwrite=True, sample=wrong)
+    assert _snapshot(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+KILLED_EXPORT = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras, keras_logits
+from keras_logits.demo import build_digits_cnn
+keras_logits.export(build_digits_cnn(), sys.argv[1], overwrite=True)
+"""
+
+
+@pytest.mark.slow
+def test_killed_export_keeps_the_previous_one_and_the_next_export_cleans_up(trained_digits_cnn, tmp_path):
+    import signal
+    import time
+
+    path = keras_logits.export(trained_digits_cnn, tmp_path / "model")
+    before = _snapshot(path)
+    process = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(path)])
+    deadline = time.time() + 300
+    while not any(p.name.startswith(".model.tmp-") for p in tmp_path.iterdir()):
+        assert process.poll() is None and time.time() < deadline, "the export never started writing"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert _snapshot(path) == before
+    keras_logits.export(trained_digits_cnn, path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_moved_aside_export_of_a_dead_process_is_restored(trained_digits_cnn, tmp_path):
+    path = keras_logits.export(trained_digits_cnn, tmp_path / "model")
+    before = _snapshot(path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    os.rename(path, tmp_path / f".model.old-{int(dead.stdout)}-0000abcd")  # As if killed between renames.
+    with pytest.raises(FileExistsError):
+        keras_logits.export(trained_digits_cnn, path)
+    assert _snapshot(path) == before
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+
+def test_export_to_a_file_path_is_refused(trained_digits_cnn, tmp_path):
+    file = tmp_path / "model.txt"
+    file.write_text("keep me")
+    with pytest.raises(FileExistsError, match="it is a file"):
+        keras_logits.export(trained_digits_cnn, file, overwrite=True)
+    assert file.read_text() == "keep me"
+
+
+def test_export_under_an_unwritable_location_is_refused(trained_digits_cnn, tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    with pytest.raises(PermissionError, match="cannot create"):
+        keras_logits.export(trained_digits_cnn, blocker / "sub" / "model")
+    with pytest.raises(PermissionError, match="Cannot export to '/proc/"):
+        keras_logits.export(trained_digits_cnn, "/proc/keras-logits-export")
+
+
+def test_export_of_a_model_without_head_says_so(tmp_path):
+    model = keras.Sequential([keras.Input((6,)), layers.Dense(3, name="raw")])
+    with pytest.raises(ValueError, match="Cannot export model .* 'raw' \\(Dense\\), which has no activation"):
+        keras_logits.export(model, tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_onnx_dependency_names_the_extra(trained_digits_cnn, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # Python's way to make a package unimportable.
+    with pytest.raises(ImportError, match=r"needs tf2onnx.*pip install 'keras-logits\[onnx\]'"):
+        keras_logits.export(trained_digits_cnn, tmp_path / "x", format="onnx")
+
+
+def test_unknown_format_and_wrong_class_names_are_refused(trained_digits_cnn, tmp_path):
+    with pytest.raises(ValueError, match="format='tflite' is not supported"):
+        keras_logits.export(trained_digits_cnn, tmp_path / "x", format="tflite")
+    with pytest.raises(ValueError, match="class_names has 3 names, but the head has 10 classes"):
+        keras_logits.export(trained_digits_cnn, tmp_path / "x", class_names=["a", "b", "c"])
+    assert list(tmp_path.iterdir()) == []
