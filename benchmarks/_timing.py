@@ -27,12 +27,24 @@ def interleaved_medians(candidates: Dict[str, Callable[[], object]], *, repeats:
 
 
 def machine() -> str:
-    """CPU count, platform and library versions, for the results table."""
+    """CPU count, accelerator, platform and library versions, for the results table."""
     import keras
-    import tensorflow as tf
 
-    return (f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
-            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, backend {keras.backend.backend()}")
+    backend = keras.backend.backend()
+    parts = [f"{os.cpu_count()} CPUs", platform.machine(), f"Python {platform.python_version()}",
+             f"Keras {keras.__version__}", f"backend {backend}"]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        parts.insert(3, f"TensorFlow {tf.__version__}")
+        parts.append(f"{len(gpus)} GPU" if gpus else "CPU only")
+    elif backend == "jax":
+        import jax
+
+        parts.insert(3, f"JAX {jax.__version__}")
+        parts.append(f"device {jax.devices()[0].device_kind}")
+    return ", ".join(parts)
 
 
 def print_table(title: str, rows: list) -> None:

@@ -1,10 +1,14 @@
 """keras-logits: every Keras classifier's logits and probabilities, in one forward pass.
 
-The public API is re-exported here and imported on first use, so that the
-command line tool can quiet TensorFlow before Keras is imported.
+The public API is re-exported here. Importing the package registers its
+serializable layers and metrics with Keras, so `keras.saving.load_model` reads
+exposed models after `import keras_logits`. The one exception is the command
+line tool, which quiets TensorFlow's start-up logs before Keras is imported.
 """
 
 import importlib
+import os
+import sys
 
 __version__ = "0.1.0"
 
@@ -17,8 +21,9 @@ _PUBLIC = {
     "read_manifest": "keras_logits.export_model",
     "LogitsHead": "keras_logits.layers",
     "PreActivation": "keras_logits.layers",
+    "LogitsLogger": "keras_logits.callbacks",
 }
-_SUBMODULES = ("layers",)
+_SUBMODULES = ("callbacks", "layers", "metrics")
 
 __all__ = sorted([*_PUBLIC, *_SUBMODULES])
 
@@ -36,3 +41,12 @@ def __getattr__(name):
 
 def __dir__():
     return __all__
+
+
+def _started_as_command_line_tool() -> bool:
+    arguments = getattr(sys, "orig_argv", sys.argv)
+    return os.path.basename(sys.argv[0]) == "keras-logits" or "keras_logits.cli" in arguments
+
+
+if not _started_as_command_line_tool():
+    from keras_logits import layers, metrics  # noqa: E402,F401  (registers serializable classes)

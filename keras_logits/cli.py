@@ -1,11 +1,18 @@
-"""The `keras-logits` command line tool: argument parsing and printing only."""
+"""The `keras-logits` command line tool: argument parsing and printing only.
+
+Exit codes: 0 success, 1 failure (one line on stderr, `--debug` for the
+traceback), 2 usage error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
+
+import numpy as np
 
 
 def _quiet_tensorflow(debug: bool) -> None:
@@ -35,24 +42,277 @@ def _quiet_tensorflow(debug: bool) -> None:
         os.close(saved)
 
 
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+
+def _inspect(arguments) -> None:
+    from keras_logits.loading import is_saved_model
+
+    if is_saved_model(arguments.model):
+        _inspect_export(Path(arguments.model))
+        return
+    import keras_logits
+
+    model = _load(arguments)
+    print(f"Model: '{model.name}' ({type(model).__name__}), {model.count_params():,} parameters")
+    heads = keras_logits.find_heads(model, activation=arguments.activation)
+    for head in heads.values():
+        print(f"Head: {head.describe()}")
+        print(f"  layer: {'/'.join(head.path + (head.layer.name,))} ({type(head.layer).__name__})"
+              f"{', nested in ' + ' > '.join(head.path) if head.path else ''}")
+        print(f"  logits: output of '{head.logits_layer.name}' ({type(head.logits_layer).__name__})"
+              f"{' before its ' + head.activation if head.fused else ''}")
+    print(_layers_minus_two_note(model, next(iter(heads.values()))))
+
+
+def _layers_minus_two_note(model, head) -> str:
+    """Says whether the usual `model.layers[-2].output` recipe gives the logits on this model."""
+    if len(model.layers) < 2:
+        return "model.layers[-2] does not exist: the model has one layer."
+    penultimate = model.layers[-2]
+    separate_at_top = not head.fused and head.applied_by_model and not head.path
+    if separate_at_top and penultimate.output is head.route[-1].input_tensor:
+        return f"model.layers[-2] ('{penultimate.name}') gives the logits on this model."
+    fused = f" (the {head.activation} is fused into '{head.layer.name}')" if head.fused else ""
+    return (f"Warning: model.layers[-2] is '{penultimate.name}' ({type(penultimate).__name__}); its output is "
+            f"NOT the logits{fused}. Use keras_logits.expose(model) or `keras-logits expose`.")
+
+
+def _inspect_export(path: Path) -> None:
+    from keras_logits.export_model import MANIFEST, read_manifest
+
+    if not (path / MANIFEST).is_file():
+        raise ValueError(f"'{path}' is a SavedModel without a {MANIFEST} manifest: it was not exported by keras-logits.")
+    manifest = read_manifest(path)
+    head = manifest["head"]
+    print(f"Export: {path} ({manifest['format']}), made with keras-logits {manifest['versions']['keras_logits']}")
+    print(f"Head: {head['activation']} over {head['num_classes']} classes (layer '{head['layer']}', "
+          f"{'fused' if head['fused'] else 'separate'}); class_id = {head['class_id']}")
+    if head.get("class_names"):
+        print(f"Classes: {', '.join(head['class_names'])}")
+    for spec in manifest["inputs"]:
+        print(f"Input:  {spec['name']} {spec['dtype']} {spec['shape']}")
+    for spec in manifest["outputs"]:
+        print(f"Output: {spec['name']} {spec['dtype']} {spec['shape']}")
+
+
+def _expose(arguments) -> None:
+    import keras_logits
+    from keras_logits.files import atomic_keras_save
+
+    output = Path(arguments.output)
+    if output.suffix != ".keras":
+        raise ValueError(f"OUT must end in .keras, got '{output}'.")
+    if output.exists() and not arguments.overwrite:
+        raise FileExistsError(f"'{output}' already exists; pass --overwrite to replace it.")
+    model = _load(arguments)
+    exposed = keras_logits.expose(model, features=arguments.features, activation=arguments.activation)
+    atomic_keras_save(exposed, output)
+    print(f"Wrote {output}: outputs {', '.join(sorted(exposed._outputs_struct))}, "
+          f"{exposed.count_params():,} parameters shared with '{model.name}'.")
+
+
+def _export(arguments) -> None:
+    import keras_logits
+
+    class_names = _read_class_names(arguments.class_names) if arguments.class_names else None
+    model = _load(arguments)
+    _progress(f"Exporting to {arguments.directory} ({arguments.format}); "
+              + ("verifying in a fresh process..." if arguments.verify else "without verification..."))
+    path = keras_logits.export(model, arguments.directory, format=arguments.format, overwrite=arguments.overwrite,
+                               verify=arguments.verify, class_names=class_names, features=arguments.features)
+    manifest = keras_logits.read_manifest(path)
+    outputs = ", ".join(f"{o['name']} ({o['dtype']})" for o in manifest["outputs"])
+    verification = manifest["verification"]
+    checked = (f"verified with {verification['consumer']}, max difference "
+               f"{max(verification['max_abs_difference'].values()):.2g}") if verification else "not verified"
+    print(f"Exported {path}: {outputs}; {checked}.")
+
+
+def _predict(arguments) -> None:
+    from keras_logits.loading import is_saved_model
+    from keras_logits.predict_input import read_inputs
+
+    top_k = arguments.top_k
+    if top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {top_k}.")
+    if is_saved_model(arguments.model):
+        run, input_shape, class_names, activation = _saved_model_runner(Path(arguments.model))
+    else:
+        import keras_logits
+
+        model = _load(arguments)
+        exposed = keras_logits.expose(model, activation=arguments.activation)
+        head = keras_logits.find_head(model, activation=arguments.activation)
+        input_shape, activation, class_names = tuple(exposed.inputs[0].shape), head.activation, None
+
+        def run(x):
+            outputs = exposed.predict(x, batch_size=arguments.batch_size, verbose=0)
+            return outputs["logits"], outputs["probabilities"]
+
+    if arguments.class_names:
+        class_names = _read_class_names(arguments.class_names)
+    x = read_inputs(arguments.input, input_shape, scale=arguments.scale)
+    _progress(f"Predicting {len(x)} samples...")
+    logits, probabilities = run(x)
+    if arguments.output:
+        _write_predictions(Path(arguments.output), logits, probabilities, activation)
+        print(f"Wrote logits and probabilities of {len(x)} samples to {arguments.output}.")
+    else:
+        print(_prediction_table(logits, probabilities, top_k, class_names))
+
+
+def _saved_model_runner(path: Path):
+    import tensorflow as tf
+
+    from keras_logits.export_model import MANIFEST, read_manifest
+
+    _progress(f"Loading {path}...")
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    (name, spec), *rest = serve.structured_input_signature[1].items()
+    if rest:
+        raise ValueError(f"'{path}' takes {len(rest) + 1} inputs; predict supports single-input models.")
+    outputs = serve.structured_outputs
+    if "logits" not in outputs or "probabilities" not in outputs:
+        raise ValueError(f"'{path}' serves {sorted(outputs)}, not logits and probabilities: export it with keras-logits.")
+    manifest = read_manifest(path) if (path / MANIFEST).is_file() else {"head": {}}
+
+    def run(x):
+        result = serve(**{name: tf.constant(x, dtype=spec.dtype)})
+        return result["logits"].numpy(), result["probabilities"].numpy()
+
+    return run, tuple(spec.shape.as_list()), manifest["head"].get("class_names"), manifest["head"].get(
+        "activation", "softmax")
+
+
+def _prediction_table(logits, probabilities, top_k, class_names) -> str:
+    logits = logits.reshape(len(logits), -1)
+    probabilities = probabilities.reshape(len(probabilities), -1)
+    top_k = min(top_k, logits.shape[1])
+    lines = [f"{'sample':>6} {'rank':>4} {'class':>12} {'logit':>9} {'probability':>11}"]
+    for i in range(len(logits)):
+        for rank, index in enumerate(np.argsort(-probabilities[i])[:top_k], start=1):
+            label = class_names[index] if class_names and index < len(class_names) else str(index)
+            lines.append(f"{i:>6} {rank:>4} {label:>12} {logits[i, index]:>9.4f} {probabilities[i, index]:>11.6f}")
+    return "\n".join(lines)
+
+
+def _write_predictions(path: Path, logits, probabilities, activation) -> None:
+    from keras_logits.files import atomic_write
+
+    class_id = probabilities.reshape(len(probabilities), -1).argmax(-1) if activation == "softmax" else (
+        probabilities >= 0.5).astype("int64")
+    if path.suffix == ".npz":
+        atomic_write(path, lambda f: np.savez(f, logits=logits, probabilities=probabilities, class_id=class_id))
+    elif path.suffix == ".csv":
+        flat_logits, flat_probabilities = logits.reshape(len(logits), -1), probabilities.reshape(len(logits), -1)
+        header = ["sample"] + [f"logit_{j}" for j in range(flat_logits.shape[1])] + [
+            f"probability_{j}" for j in range(flat_logits.shape[1])]
+        rows = [",".join([str(i)] + [repr(float(v)) for v in flat_logits[i]] + [repr(float(v)) for v in
+                                                                                 flat_probabilities[i]])
+                for i in range(len(flat_logits))]
+        atomic_write(path, lambda f: f.write("\n".join([",".join(header), *rows]) + "\n"), binary=False)
+    else:
+        raise ValueError(f"--output must end in .npz or .csv, got '{path}'.")
+
+
+def _demo(arguments) -> None:
+    from keras_logits.demo import run_demo
+
+    run_demo(epochs=arguments.epochs, rows=arguments.rows, output_dir=arguments.output_dir)
+
+
+def _load(arguments):
+    from keras_logits.loading import load_keras_model
+
+    _progress(f"Loading {arguments.model}...")
+    return load_keras_model(arguments.model, unsafe=arguments.unsafe)
+
+
+def _read_class_names(path) -> list:
+    import json
+
+    text = Path(path).read_text()
+    if text.lstrip().startswith("["):
+        return [str(name) for name in json.loads(text)]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show TensorFlow logs and tracebacks")
+    model_options = argparse.ArgumentParser(add_help=False)
+    model_options.add_argument("--unsafe", action="store_true",
+                               help="allow layers that run Python code stored in the file (Lambda); "
+                                    "only for files you trust")
+    model_options.add_argument("--activation", choices=["softmax", "sigmoid"],
+                               help="the model outputs logits: apply this activation for probabilities")
+
     parser = argparse.ArgumentParser(
-        prog="keras-logits",
+        prog="keras-logits", parents=[common],
         description="Find a Keras classifier's logits and get them with its probabilities.",
+        epilog="Run 'keras-logits COMMAND --help' for each command's options and an example.",
     )
-    parser.add_argument("--debug", action="store_true", help="show TensorFlow logs and tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser(
-        "demo",
-        help="train a small CNN on scikit-learn digits, expose its logits, print a table",
-        description="Train a small CNN on scikit-learn's bundled digits, expose it and print "
-        "logits and probabilities.\n\nExample:\n  keras-logits demo --epochs 5",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+    def command(name, help, example, parents=(common,)):
+        return commands.add_parser(name, parents=list(parents), help=help,
+                                   description=f"{help[0].upper()}{help[1:]}.\n\nExample:\n  {example}",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    inspect = command("inspect", "show where a model's logits are, and whether layers[-2] is a trap",
+                      "keras-logits inspect model.keras", (common, model_options))
+    inspect.add_argument("model", help=".keras / .h5 file, or a SavedModel exported by keras-logits")
+    inspect.set_defaults(run=_inspect)
+
+    expose = command("expose", "write a .keras model that returns logits and probabilities",
+                     "keras-logits expose model.keras model_exposed.keras --features", (common, model_options))
+    expose.add_argument("model", help=".keras or .h5 model file")
+    expose.add_argument("output", help="the .keras file to write")
+    expose.add_argument("--features", action="store_true", help="also output the features feeding the head")
+    expose.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    expose.set_defaults(run=_expose)
+
+    export = command("export", "export a verified SavedModel or ONNX graph with logits, probabilities, class_id",
+                     "keras-logits export model.keras exported/ --format onnx --class-names classes.txt",
+                     (common, model_options))
+    export.add_argument("model", help=".keras or .h5 model file")
+    export.add_argument("directory", help="export directory to create")
+    export.add_argument("--format", choices=["tf_saved_model", "onnx"], default="tf_saved_model")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    export.add_argument("--class-names", help="file with one class name per line (or a JSON list)")
+    export.add_argument("--features", action="store_true", help="also export the features feeding the head")
+    export.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip loading the export in a fresh process before installing it")
+    export.set_defaults(run=_export)
+
+    predict = command("predict", "print or save logits and probabilities for inputs",
+                      "keras-logits predict model.keras images.npy --top-k 3 --output predictions.npz",
+                      (common, model_options))
+    predict.add_argument("model", help=".keras / .h5 file, or a SavedModel exported by keras-logits")
+    predict.add_argument("input", help=".npy, .npz, .csv (one sample per row) or a folder of images")
+    predict.add_argument("--top-k", type=int, default=3, help="classes to print per sample (default 3)")
+    predict.add_argument("--output", help="write all logits and probabilities to this .npz or .csv")
+    predict.add_argument("--class-names", help="file with one class name per line (or a JSON list)")
+    predict.add_argument("--scale", type=float, default=1.0,
+                         help="multiply inputs by this (e.g. 0.00392 for images in [0, 1]); default 1")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.set_defaults(run=_predict)
+
+    demo = command("demo", "train a small CNN on scikit-learn digits with logit logging, expose and export it",
+                   "keras-logits demo --epochs 5 --output-dir demo_output")
     demo.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     demo.add_argument("--rows", type=int, default=8, help="predictions to print (default 8)")
     demo.add_argument("--output-dir", default="keras_logits_demo",
-                      help="where the export (and logs) go (default ./keras_logits_demo)")
+                      help="where the logs and the export go (default ./keras_logits_demo)")
+    demo.set_defaults(run=_demo)
     return parser
 
 
@@ -61,15 +321,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     arguments = _parser().parse_args(argv)
     _quiet_tensorflow(arguments.debug)
     try:
-        if arguments.command == "demo":
-            from keras_logits.demo import run_demo
-
-            run_demo(epochs=arguments.epochs, rows=arguments.rows, output_dir=arguments.output_dir)
+        arguments.run(arguments)
         return 0
+    except KeyboardInterrupt:
+        print("keras-logits: interrupted", file=sys.stderr)
+        return 1
     except Exception as error:  # One line for people; --debug shows the traceback.
         if arguments.debug:
             raise
-        print(f"keras-logits: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())
+        print(f"keras-logits: error: {message}", file=sys.stderr)
         return 1
 
 

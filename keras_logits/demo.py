@@ -63,25 +63,37 @@ def build_digits_cnn(num_classes: int = 10, seed: int = 0):
 
 def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, output_dir: str = "keras_logits_demo",
              echo=print) -> DemoResult:
-    """Trains the digits CNN, exposes it, prints logits and probabilities, exports it."""
+    """Exposes the digits CNN, trains it with logit logging, prints both outputs, exports it."""
     import keras
 
     import keras_logits
 
     (x_train, y_train), (x_test, y_test) = load_digits(seed=seed)
     model = build_digits_cnn(seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    echo(f"Training {model.name} on {len(x_train)} scikit-learn digits for {epochs} epochs...")
-    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
-    accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
-    echo(f"Test accuracy: {accuracy:.3f}")
-
     head = keras_logits.find_head(model)
     echo(f"Head found: {head.describe()}")
     echo(f"model.layers[-2] is '{model.layers[-2].name}' ({type(model.layers[-2]).__name__}): "
          "pooled features, not logits; the softmax is fused into the last Dense.")
-    exposed = keras_logits.expose(model)
+
+    exposed = keras_logits.expose(model)  # Shares model's weights: training it trains model.
+    exposed.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+        metrics={"logits": ["sparse_categorical_accuracy", *keras_logits.metrics.default_metrics("softmax")]},
+    )
+    log_dir = os.path.join(output_dir, "logs")
+    csv_path = os.path.join(log_dir, "metrics.csv")
+    logger = keras_logits.callbacks.LogitsLogger((x_test, y_test), log_dir=log_dir, csv_path=csv_path)
+    echo(f"Training on {len(x_train)} scikit-learn digits for {epochs} epochs, logging logits...")
+    history = exposed.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=epochs, batch_size=64,
+                          verbose=0, callbacks=[logger]).history
+    accuracy = float(history["val_logits_sparse_categorical_accuracy"][-1])
+    echo(f"Test accuracy {accuracy:.3f}, expected calibration error {history['val_logits_ece'][-1]:.3f}, "
+         f"mean confidence {history['val_logits_confidence'][-1]:.3f}, "
+         f"top-1 logit margin {history['val_logits_margin'][-1]:.2f}")
+    echo(f"Logs: TensorBoard events and per-epoch probe snapshots in {log_dir} "
+         f"(tensorboard --logdir {log_dir}), one CSV row per epoch in {csv_path}")
+
     outputs = exposed.predict(x_test, verbose=0)
     echo("")
     echo(format_table(outputs, y_test, rows=rows))

@@ -7,7 +7,7 @@ from typing import Optional
 
 import keras
 
-from keras_logits.head import Head, features_tensor, find_heads, model_inputs, model_outputs
+from keras_logits.head import Head, features_tensor, find_head, find_heads, model_inputs, model_outputs
 from keras_logits.layers import PreActivation
 
 LOGITS, PROBABILITIES, FEATURES = "logits", "probabilities", "features"
@@ -70,14 +70,10 @@ def expose(
     >>> bool(np.allclose(outputs["probabilities"], model.predict(np.ones((2, 4)), verbose=0)))
     True
     """
-    heads = find_heads(model, activation=activation)
     if head is not None:
-        if head not in heads:
-            raise ValueError(
-                f"head={head!r} is not a classification output of model '{model.name}'. "
-                f"Its classification outputs are {sorted(heads)}."
-            )
-        heads = {head: heads[head]}
+        heads = {head: find_head(model, output=head, activation=activation)}
+    else:
+        heads = find_heads(model, activation=activation)
 
     all_outputs = model_outputs(model)
     taken = {layer.name for layer in model._flatten_layers(include_self=True, recursive=True)}

@@ -5,7 +5,16 @@ import importlib
 
 import pytest
 
-MODULES = ["keras_logits.head", "keras_logits.expose_model", "keras_logits.layers"]
+MODULES = [
+    "keras_logits.head",
+    "keras_logits.expose_model",
+    "keras_logits.layers",
+    "keras_logits.metrics",
+    "keras_logits.callbacks",
+    "keras_logits.export_model",
+    "keras_logits.files",
+    "keras_logits.tensorboard_events",
+]
 
 
 @pytest.mark.parametrize("module_name", MODULES)

@@ -169,7 +169,7 @@ def test_expose_head_argument_picks_one_output():
 
 
 def test_expose_unknown_head_name_lists_the_choices():
-    with pytest.raises(ValueError, match=r"head='box' is not a classification output.*\['digit', 'tags'\]"):
+    with pytest.raises(ValueError, match=r"no classification output named 'box'.*\['digit', 'tags'\]"):
         keras_logits.expose(_multi_output_model(), head="box")
 
 

@@ -22,13 +22,18 @@ def test_demo_trains_exposes_prints_a_table_and_exports(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Head found: softmax (fused into Dense 'classifier')" in out
-    accuracy = float(re.search(r"Test accuracy: ([0-9.]+)", out).group(1))
+    accuracy = float(re.search(r"Test accuracy ([0-9.]+)", out).group(1))
     assert accuracy > 0.7
     rows = [line.split() for line in out.splitlines() if re.match(r"^\s+\d+\s+\d+\s+\d+\s", line)]
     assert len(rows) == 5
     for _, _, _, logit, probability, margin, log_probability in rows:
         assert 0 < float(probability) <= 1 and float(margin) >= 0
         assert abs(float(log_probability) - __import__("math").log(float(probability))) < 2e-3
+    log_dir = tmp_path / "out" / "logs"
+    assert f"Logs: TensorBoard events and per-epoch probe snapshots in {log_dir}" in out
+    assert len((log_dir / "metrics.csv").read_text().splitlines()) == 1 + 6
+    assert len(list((log_dir / "snapshots").glob("epoch_*.npz"))) == 6
+    assert list(log_dir.glob("events.out.tfevents.*"))
     export_dir = tmp_path / "out" / "saved_model"
     assert f"Exporting to {export_dir}" in out and "signatures[\"serving_default\"]" in out
     assert (export_dir / "saved_model.pb").is_file() and (export_dir / "keras_logits.json").is_file()

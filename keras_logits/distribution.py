@@ -1,0 +1,29 @@
+"""Which process writes files: backend-specific distribution details, in one place.
+
+Nothing here imports TensorFlow or JAX; it only asks the backend that is already loaded.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def is_chief(model=None) -> bool:
+    """True in the one process that should write logs: the chief worker / JAX process 0.
+
+    Under `tf.distribute.MultiWorkerMirroredStrategy` only the chief checkpoints
+    (`strategy.extended.should_checkpoint`); under multi-process JAX only
+    `jax.process_index() == 0`. Single-process training is always chief.
+    """
+    if "jax" in sys.modules:
+        import jax
+
+        if jax.process_count() > 1:
+            return jax.process_index() == 0
+    strategy = getattr(model, "distribute_strategy", None) if model is not None else None
+    if strategy is None and "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        strategy = tf.distribute.get_strategy()
+    extended = getattr(strategy, "extended", None)
+    return bool(getattr(extended, "should_checkpoint", True))

@@ -1,0 +1,37 @@
+"""The tutorial notebooks run top to bottom in a fresh kernel, and their committed outputs are current."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert [p.name for p in NOTEBOOKS] == ["01_expose_logits.ipynb", "02_logging_during_fit.ipynb",
+                                           "03_export_and_serve.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes_without_errors(path, tmp_path):
+    committed = nbformat.read(path, as_version=4)
+    assert all(cell.get("outputs") for cell in committed.cells if cell.cell_type == "code"), \
+        "commit the notebook with its outputs (python notebooks/build_notebooks.py)"
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs
+              if o.output_type == "error"]
+    assert errors == []
+    text = "\n".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+    if path.stem.startswith("01"):
+        assert "pooled features, not 10 logits" in text and "parameters shared: True" in text
+    if path.stem.startswith("03"):
+        assert "max |onnx - SavedModel| logits:" in text

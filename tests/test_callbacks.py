@@ -1,0 +1,279 @@
+"""LogitsLogger: TensorBoard events, CSV, npz snapshots and History, checked against independent math."""
+
+import csv
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+import keras_logits
+from keras_logits.callbacks import LogitsLogger
+from keras_logits.demo import build_digits_cnn
+from tests.test_metrics import numpy_ece, softmax
+
+
+def compiled_cnn(seed=0, exposed_metrics=False):
+    model = build_digits_cnn(seed=seed)
+    if not exposed_metrics:
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+        return model
+    exposed = keras_logits.expose(model)
+    exposed.compile(optimizer=keras.optimizers.Adam(1e-2),
+                    loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+                    metrics={"logits": keras_logits.metrics.default_metrics()})
+    return exposed
+
+
+def read_events(log_dir):
+    accumulator = event_accumulator.EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "histograms": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+class _EpochsRun(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+@pytest.fixture(scope="module")
+def logged_run(digits, tmp_path_factory):
+    """Three epochs of the un-exposed digits CNN with a 64-sample probe."""
+    (x_train, y_train), (x_test, y_test) = digits
+    root = tmp_path_factory.mktemp("logged")
+    model = compiled_cnn()
+    probe = (x_test[:64], y_test[:64])
+    logger = LogitsLogger(probe, log_dir=root / "tb", csv_path=root / "log.csv")
+    history = model.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0, callbacks=[logger])
+    return model, probe, root, history
+
+
+def test_event_files_hold_scalars_and_histograms_one_step_per_epoch(logged_run):
+    _, _, root, _ = logged_run
+    events = read_events(root / "tb")
+    scalars, histograms = set(events.Tags()["scalars"]), set(events.Tags()["histograms"])
+    assert {"loss", "probe/logits/mean", "probe/logits/std", "probe/logits/margin", "probe/logits/ece",
+            "probe/logits/brier", "probe/logits/confidence", "probe/logits/entropy", "probe/accuracy"} <= scalars
+    assert histograms == {"probe/logits", "probe/probabilities"}
+    for tag in scalars | histograms:
+        reader = events.Scalars if tag in scalars else events.Histograms
+        assert [event.step for event in reader(tag)] == [0, 1, 2], tag
+
+
+def test_last_epoch_values_match_the_probe_computed_independently(logged_run):
+    model, (x_probe, y_probe), root, history = logged_run
+    probabilities = model.predict(x_probe, verbose=0)  # The trained original, no keras_logits involved.
+    reference = build_digits_cnn()
+    reference.layers[-1].activation = keras.activations.linear
+    reference.set_weights(model.get_weights())
+    logits = reference.predict(x_probe, verbose=0)
+    expected = {
+        "probe/logits/mean": logits.mean(),
+        "probe/logits/ece": numpy_ece(probabilities.max(-1), (probabilities.argmax(-1) == y_probe).astype(float)),
+        "probe/accuracy": np.mean(probabilities.argmax(-1) == y_probe),
+        "probe/logits/confidence": probabilities.max(-1).mean(),
+    }
+    events = read_events(root / "tb")
+    rows = read_csv(root / "log.csv")
+    for tag, value in expected.items():
+        assert events.Scalars(tag)[-1].value == pytest.approx(value, abs=1e-4), tag
+        assert float(rows[-1][tag]) == pytest.approx(value, abs=1e-4), tag
+        assert history.history[tag][-1] == pytest.approx(value, abs=1e-4), tag
+    histogram = events.Histograms("probe/logits")[-1].histogram_value
+    assert histogram.num == logits.size
+    assert histogram.min == pytest.approx(logits.min(), abs=1e-4)
+    assert histogram.max == pytest.approx(logits.max(), abs=1e-4)
+    snapshot = np.load(root / "tb" / "snapshots" / "epoch_0002.npz")
+    np.testing.assert_allclose(snapshot["logits"], logits, atol=1e-4)
+    np.testing.assert_allclose(snapshot["probabilities"], probabilities, atol=1e-6)
+    np.testing.assert_array_equal(snapshot["labels"], y_probe)
+
+
+def test_csv_has_one_header_and_one_row_per_epoch_equal_to_history(logged_run):
+    _, _, root, history = logged_run
+    lines = (root / "log.csv").read_text().splitlines()
+    assert sum(line.startswith("epoch,") for line in lines) == 1
+    rows = read_csv(root / "log.csv")
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2]
+    for key in ("loss", "probe/logits/ece"):
+        assert [float(row[key]) for row in rows] == pytest.approx(history.history[key], rel=1e-6)
+    assert sorted(p.name for p in (root / "tb" / "snapshots").iterdir()) == [
+        "epoch_0000.npz", "epoch_0001.npz", "epoch_0002.npz"]
+
+
+def test_in_step_metrics_are_logged_under_output_tags(digits, tmp_path):
+    (x_train, y_train), (x_test, y_test) = digits
+    exposed = compiled_cnn(exposed_metrics=True)
+    logger = LogitsLogger((x_test[:32], y_test[:32]), log_dir=tmp_path, snapshots=False)
+    history = exposed.fit(x_train[:256], y_train[:256], validation_data=(x_test, y_test), epochs=2,
+                          verbose=0, callbacks=[logger])
+    events = read_events(tmp_path)
+    scalars = set(events.Tags()["scalars"])
+    assert {"logits/ece", "logits/mean", "val/logits/ece", "val/loss"} <= scalars
+    assert events.Scalars("logits/ece")[-1].value == pytest.approx(history.history["logits_ece"][-1], rel=1e-6)
+    assert not (tmp_path / "snapshots").exists()
+
+
+def test_probe_may_be_a_dataset_without_labels(digits, tmp_path):
+    import tensorflow as tf
+
+    (x_train, y_train), (x_test, _) = digits
+    probe = tf.data.Dataset.from_tensor_slices(x_test[:50]).batch(16)
+    logger = LogitsLogger(probe, csv_path=tmp_path / "log.csv")
+    compiled_cnn().fit(x_train[:128], y_train[:128], epochs=1, verbose=0, callbacks=[logger])
+    row = read_csv(tmp_path / "log.csv")[0]
+    assert "probe/logits/mean" in row and "probe/logits/ece" not in row and "probe/accuracy" not in row
+    assert np.load(tmp_path / "snapshots" / "epoch_0000.npz")["logits"].shape == (50, 10)
+
+
+def test_every_n_epochs(digits, tmp_path):
+    (x_train, y_train), (x_test, y_test) = digits
+    logger = LogitsLogger((x_test[:16], y_test[:16]), csv_path=tmp_path / "log.csv", every_n_epochs=2)
+    compiled_cnn().fit(x_train[:128], y_train[:128], epochs=5, verbose=0, callbacks=[logger])
+    assert [row["epoch"] for row in read_csv(tmp_path / "log.csv")] == ["1", "3"]
+
+
+def test_resumed_fit_with_initial_epoch_appends_to_the_same_csv(digits, tmp_path):
+    (x_train, y_train), (x_test, y_test) = digits
+    model = compiled_cnn()
+    probe = (x_test[:16], y_test[:16])
+    model.fit(x_train[:128], y_train[:128], epochs=2, verbose=0,
+              callbacks=[LogitsLogger(probe, log_dir=tmp_path, csv_path=tmp_path / "log.csv")])
+    model.fit(x_train[:128], y_train[:128], initial_epoch=2, epochs=4, verbose=0,
+              callbacks=[LogitsLogger(probe, log_dir=tmp_path, csv_path=tmp_path / "log.csv")])
+    assert [row["epoch"] for row in read_csv(tmp_path / "log.csv")] == ["0", "1", "2", "3"]
+    assert [e.step for e in read_events(tmp_path).Scalars("probe/logits/mean")] == [0, 1, 2, 3]
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 2:
+            raise RuntimeError("simulated crash")
+
+
+def test_interrupted_then_resumed_fit_leaves_one_continuous_csv_and_no_partial_files(digits, tmp_path):
+    (x_train, y_train), (x_test, y_test) = digits
+    probe = (x_test[:16], y_test[:16])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    model = compiled_cnn()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model.fit(x_train[:128], y_train[:128], epochs=5, verbose=0,
+                  callbacks=[backup, LogitsLogger(probe, csv_path=tmp_path / "log.csv"), _Crash()])
+    epochs_run = _EpochsRun()
+    model = compiled_cnn()
+    model.fit(x_train[:128], y_train[:128], epochs=5, verbose=0,
+              callbacks=[backup, LogitsLogger(probe, csv_path=tmp_path / "log.csv"), epochs_run])
+    assert epochs_run.epochs[0] == 3  # Resumed after the last backed-up epoch, not restarted.
+    assert [row["epoch"] for row in read_csv(tmp_path / "log.csv")] == ["0", "1", "2", "3", "4"]
+    leftovers = [p.name for p in tmp_path.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert leftovers == []
+
+
+class _TraceCounter(keras.layers.Layer):
+    """Counts Python executions of call(): once per trace in graph mode."""
+
+    traces = 0
+
+    def call(self, x):
+        type(self).traces += 1
+        return x
+
+
+class _RecordTraces(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.counts = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.counts.append(_TraceCounter.traces)
+
+
+def test_probe_prediction_does_not_retrace_after_the_first_epoch(digits, tmp_path):
+    (x_train, y_train), (x_test, y_test) = digits
+    model = keras.Sequential([keras.Input((8, 8, 1)), _TraceCounter(), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    record = _RecordTraces()
+    logger = LogitsLogger((x_test[:300], y_test[:300]), log_dir=tmp_path, batch_size=128)
+    model.fit(x_train[:256], y_train[:256], batch_size=64, epochs=4, verbose=0, callbacks=[logger, record])
+    assert record.counts[0] > 0
+    assert record.counts == [record.counts[0]] * 4
+
+
+def test_stop_on_nonfinite_stops_with_a_message_naming_epoch_and_count(digits, tmp_path):
+    (x_train, y_train), (x_test, y_test) = digits
+    probe = x_test[:8].copy()
+    probe[0, 0, 0, 0] = np.nan  # NaN input -> 10 NaN logits for that sample through the Dense.
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    logger = LogitsLogger((probe, y_test[:8]), log_dir=tmp_path, stop_on_nonfinite=True)
+    with pytest.warns(RuntimeWarning, match="stopped training after epoch 0: 10 non-finite logits on the probe"):
+        history = model.fit(x_train[:128], y_train[:128], epochs=5, verbose=0, callbacks=[logger])
+    assert len(history.history["loss"]) == 1
+    assert "epoch 0" in logger.stop_reason
+
+
+@pytest.mark.parametrize("probe,message", [
+    ((np.zeros((4, 8, 8, 3)), np.zeros(4)), r"shape \(4, 8, 8, 3\), but model .* expects \(batch, 8, 8, 1\)"),
+    ((np.zeros((4, 8, 8, 1)), np.zeros(3)), "has 4 inputs but 3 labels"),
+    ((np.zeros((0, 8, 8, 1)), np.zeros(0)), "probe is empty"),
+])
+def test_bad_probe_fails_at_train_begin_before_any_epoch(digits, tmp_path, probe, message):
+    (x_train, y_train), _ = digits
+    epochs_run = _EpochsRun()
+    with pytest.raises(ValueError, match=message):
+        compiled_cnn().fit(x_train[:64], y_train[:64], epochs=2, verbose=0,
+                           callbacks=[LogitsLogger(probe, log_dir=tmp_path), epochs_run])
+    assert epochs_run.epochs == []
+
+
+def test_unwritable_log_dir_fails_at_train_begin(digits, tmp_path):
+    (x_train, y_train), (x_test, y_test) = digits
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    epochs_run = _EpochsRun()
+    with pytest.raises(PermissionError, match="LogitsLogger cannot write to"):
+        compiled_cnn().fit(x_train[:64], y_train[:64], epochs=2, verbose=0,
+                           callbacks=[LogitsLogger((x_test[:4], y_test[:4]), log_dir=blocker / "logs"), epochs_run])
+    assert epochs_run.epochs == []
+
+
+def test_tag_names():
+    from keras_logits.callbacks import tag_for
+
+    assert tag_for("logits_ece") == "logits/ece"
+    assert tag_for("val_logits_mean") == "val/logits/mean"
+    assert tag_for("val_loss") == "val/loss"
+    assert tag_for("loss") == "loss"
+
+
+@pytest.mark.parametrize("activation,labels_kind", [("softmax", "sparse"), ("softmax", "one_hot"),
+                                                     ("sigmoid", "multi"), ("sigmoid", "binary")])
+def test_probe_summary_equals_the_in_step_metrics(activation, labels_kind):
+    """The epoch-end NumPy summary and the compiled metrics must mean the same thing."""
+    from keras_logits.callbacks import probe_summary
+
+    rng = np.random.default_rng(4)
+    units = {"sparse": 6, "one_hot": 6, "multi": 4, "binary": 1}[labels_kind]
+    logits = (rng.normal(size=(50, units)) * 3).astype("float32")
+    if labels_kind == "sparse":
+        labels = rng.integers(0, units, 50)
+    elif labels_kind == "one_hot":
+        labels = np.eye(units, dtype="float32")[rng.integers(0, units, 50)]
+    else:
+        labels = rng.integers(0, 2, (50, units)).astype("float32")
+    summary = probe_summary(logits, labels, activation)
+    for metric in keras_logits.metrics.default_metrics(activation):
+        metric.update_state(labels, logits)
+        assert summary[f"logits/{metric.name}"] == pytest.approx(float(metric.result()), abs=2e-5), metric.name
