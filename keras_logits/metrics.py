@@ -256,7 +256,7 @@ class NonFiniteLogits(_LogitsMetric):
         self.count.assign_add(ops.sum(1.0 - finite))
 
     def result(self):
-        return self.count
+        return ops.convert_to_tensor(self.count)  # A tensor, not the variable (JAX traces results).
 
 
 @keras.saving.register_keras_serializable(package="keras_logits")

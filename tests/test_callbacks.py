@@ -125,7 +125,7 @@ def test_in_step_metrics_are_logged_under_output_tags(digits, tmp_path):
 
 
 def test_probe_may_be_a_dataset_without_labels(digits, tmp_path):
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow", reason="tf.data probes need TensorFlow installed")
 
     (x_train, y_train), (x_test, _) = digits
     probe = tf.data.Dataset.from_tensor_slices(x_test[:50]).batch(16)
