@@ -56,7 +56,9 @@ class LogitsLogger(keras.callbacks.Callback):
             directory; `False` writes none).
         stop_on_nonfinite: Stop training when the probe or the epoch's
             `nonfinite` metric saw NaN/inf logits.
-        batch_size: Probe prediction batch size.
+        batch_size: Probe prediction batch size. The default predicts a probe of up to
+            1024 samples in one call: each call pays a fixed cost (on JAX it gathers
+            the whole model state), so fewer, larger calls are cheaper.
 
     Example:
 
@@ -79,7 +81,7 @@ class LogitsLogger(keras.callbacks.Callback):
         histograms: bool = True,
         snapshots: Union[bool, str, os.PathLike] = True,
         stop_on_nonfinite: bool = False,
-        batch_size: int = 256,
+        batch_size: int = 1024,
     ):
         super().__init__()
         if int(every_n_epochs) < 1:
