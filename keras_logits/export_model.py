@@ -110,7 +110,16 @@ def export(
 
 
 def read_manifest(path: Union[str, os.PathLike]) -> dict:
-    """Reads the `keras_logits.json` manifest of an export directory."""
+    """Reads the `keras_logits.json` manifest of an export directory.
+
+    Example:
+
+    >>> import keras_logits, pathlib
+    >>> reference = pathlib.Path(keras_logits.__file__).parents[1] / "saved_models" / "digits_cnn"
+    >>> manifest = read_manifest(reference)
+    >>> manifest["head"]["activation"], [o["name"] for o in manifest["outputs"]]
+    ('softmax', ['class_id', 'logits', 'probabilities'])
+    """
     return json.loads((Path(path) / MANIFEST).read_text())
 
 

@@ -83,6 +83,16 @@ class Head:
         output_name: Name of the model output this head produces.
         applied_by_model: False when the model outputs logits and the
             activation comes from the caller.
+
+    Example:
+
+    >>> import keras, keras_logits
+    >>> inputs = keras.Input((4,))
+    >>> scores = keras.layers.Dense(3, name="scores")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Activation("sigmoid", name="tags")(scores))
+    >>> head = keras_logits.find_head(model)
+    >>> head.layer.name, head.fused, head.logits_layer.name
+    ('tags', False, 'scores')
     """
 
     layer: Any
