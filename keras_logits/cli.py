@@ -254,6 +254,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "only for files you trust")
     model_options.add_argument("--activation", choices=["softmax", "sigmoid"],
                                help="the model outputs logits: apply this activation for probabilities")
+    class_names_option = argparse.ArgumentParser(add_help=False)
+    class_names_option.add_argument("--class-names", help="file with one class name per line (or a JSON list)")
 
     parser = argparse.ArgumentParser(
         prog="keras-logits", parents=[common],
@@ -282,12 +284,11 @@ def _parser() -> argparse.ArgumentParser:
 
     export = command("export", "export a verified SavedModel or ONNX graph with logits, probabilities, class_id",
                      "keras-logits export model.keras exported/ --format onnx --class-names classes.txt",
-                     (common, model_options))
+                     (common, model_options, class_names_option))
     export.add_argument("model", help=".keras or .h5 model file")
     export.add_argument("directory", help="export directory to create")
     export.add_argument("--format", choices=["tf_saved_model", "onnx"], default="tf_saved_model")
     export.add_argument("--overwrite", action="store_true", help="replace an existing export")
-    export.add_argument("--class-names", help="file with one class name per line (or a JSON list)")
     export.add_argument("--features", action="store_true", help="also export the features feeding the head")
     export.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip loading the export in a fresh process before installing it")
@@ -295,12 +296,11 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = command("predict", "print or save logits and probabilities for inputs",
                       "keras-logits predict model.keras images.npy --top-k 3 --output predictions.npz",
-                      (common, model_options))
+                      (common, model_options, class_names_option))
     predict.add_argument("model", help=".keras / .h5 file, or a SavedModel exported by keras-logits")
     predict.add_argument("input", help=".npy, .npz, .csv (one sample per row) or a folder of images")
     predict.add_argument("--top-k", type=int, default=3, help="classes to print per sample (default 3)")
     predict.add_argument("--output", help="write all logits and probabilities to this .npz or .csv")
-    predict.add_argument("--class-names", help="file with one class name per line (or a JSON list)")
     predict.add_argument("--scale", type=float, default=1.0,
                          help="multiply inputs by this (e.g. 0.00392 for images in [0, 1]); default 1")
     predict.add_argument("--batch-size", type=int, default=64)
