@@ -12,7 +12,7 @@ from typing import Optional, Union
 import keras
 import numpy as np
 
-from keras_logits.distribution import is_chief
+from keras_logits.distribution import is_chief, is_distributed
 from keras_logits.expose_model import LOGITS, PROBABILITIES, expose
 from keras_logits.files import atomic_write
 from keras_logits.head import find_head, model_outputs
@@ -184,8 +184,12 @@ class LogitsLogger(keras.callbacks.Callback):
 
         `predict_on_batch` per chunk skips the data-adapter set-up `predict`
         pays on every call; the chunk shapes repeat each epoch, so nothing is
-        retraced after the first.
+        retraced after the first. Distributed models use `predict`, which
+        splits batches over replicas.
         """
+        if is_distributed(self._exposed):
+            outputs = self._exposed.predict(self._x, batch_size=self.batch_size, verbose=0)
+            return np.asarray(outputs[LOGITS]), np.asarray(outputs[PROBABILITIES])
         count = len(next(iter(self._x.values())) if isinstance(self._x, dict) else
                     self._x[0] if isinstance(self._x, list) else self._x)
         logits, probabilities = [], []

@@ -27,3 +27,19 @@ def is_chief(model=None) -> bool:
         strategy = tf.distribute.get_strategy()
     extended = getattr(strategy, "extended", None)
     return bool(getattr(extended, "should_checkpoint", True))
+
+
+def is_distributed(model=None) -> bool:
+    """True when `model` runs over several replicas or devices.
+
+    `predict_on_batch` is not distribution-aware there (under MirroredStrategy
+    every replica predicts the whole batch and the outputs are concatenated),
+    so callers use `predict` instead.
+    """
+    strategy = getattr(model, "distribute_strategy", None) if model is not None else None
+    if strategy is not None and getattr(strategy, "num_replicas_in_sync", 1) > 1:
+        return True
+    import keras
+
+    distribution = getattr(keras, "distribution", None)
+    return distribution is not None and distribution.distribution() is not None
