@@ -13,9 +13,8 @@ import keras
 import numpy as np
 
 from keras_logits.distribution import is_chief, is_distributed
-from keras_logits.expose_model import LOGITS, PROBABILITIES, expose
+from keras_logits.expose_model import LOGITS, PROBABILITIES, ensure_exposed
 from keras_logits.files import atomic_write
-from keras_logits.head import find_head, model_outputs
 from keras_logits.tensorboard_events import EventWriter
 
 PROBE_PREFIX = "probe/"
@@ -114,7 +113,8 @@ class LogitsLogger(keras.callbacks.Callback):
     # ---- set-up: validate everything before the first epoch ---------------------------------
 
     def on_train_begin(self, logs=None):
-        self._exposed, self._activation = self._exposed_model(self.model)
+        self._exposed, head = ensure_exposed(self.model)
+        self._activation = head.activation
         self._x, self._labels = _read_probe(self.probe)
         self._check_probe()
         self._chief = is_chief(self.model)
@@ -127,14 +127,6 @@ class LogitsLogger(keras.callbacks.Callback):
             if self.csv_path is not None:
                 self._columns, self._rows = _read_csv(self.csv_path)
         self._first_epoch = None
-
-    @staticmethod
-    def _exposed_model(model):
-        outputs = model_outputs(model)
-        if LOGITS in outputs and PROBABILITIES in outputs:
-            return model, find_head(model, output=PROBABILITIES).activation
-        head = find_head(model)
-        return expose(model, head=head.output_name if len(outputs) > 1 else None), head.activation
 
     def _check_probe(self):
         expected = [tuple(t.shape[1:]) for t in self._exposed.inputs]

@@ -14,8 +14,7 @@ import keras
 import numpy as np
 
 from keras_logits import serving, verification
-from keras_logits.expose_model import FEATURES, LOGITS, PROBABILITIES, expose
-from keras_logits.head import find_head, model_outputs
+from keras_logits.expose_model import ensure_exposed
 
 FORMATS = ("tf_saved_model", "onnx")
 MANIFEST = "keras_logits.json"
@@ -79,7 +78,7 @@ def export(
         packages = serving.ONNX_PACKAGES + (("onnxruntime",) if verify else ())
         serving.require_packages(packages, "onnx", "ONNX export")
     target = _check_target(Path(path), overwrite)
-    exposed, head = _exposed(model, features)
+    exposed, head = ensure_exposed(model, features=features)
     class_names = _check_class_names(class_names, head)
     graph = serving.serving_model(exposed, activation=head.activation, axis=head.axis)
     sample = _sample(graph) if sample is None else _as_input_dict(graph, sample)
@@ -148,25 +147,6 @@ def _check_target(target: Path, overwrite: bool) -> Path:
             "you can write to."
         )
     return target
-
-
-def _exposed(model, features: bool):
-    """Returns (exposed model, head of its probabilities output)."""
-    outputs = model_outputs(model)
-    if LOGITS in outputs and PROBABILITIES in outputs:
-        if features and FEATURES not in outputs:
-            raise ValueError(
-                f"features=True, but exposed model '{model.name}' has no 'features' output. "
-                "Pass the original model, or expose(model, features=True)."
-            )
-        exposed = model if features or FEATURES not in outputs else keras.Model(
-            model.inputs, {LOGITS: outputs[LOGITS], PROBABILITIES: outputs[PROBABILITIES]}, name=model.name)
-        return exposed, find_head(model, output=PROBABILITIES)
-    try:
-        head = find_head(model)
-    except ValueError as error:
-        raise ValueError(f"Cannot export model '{model.name}': {error}") from None
-    return expose(model, features=features, head=head.output_name if len(outputs) > 1 else None), head
 
 
 def _check_class_names(class_names, head) -> Optional[list]:

@@ -93,6 +93,37 @@ def expose(
     return keras.Model(model_inputs(model), outputs, name=name or f"{model.name}_exposed")
 
 
+def ensure_exposed(model: keras.Model, *, features: bool = False) -> tuple:
+    """Returns `(exposed model, head of its probabilities)` for an original or exposed model.
+
+    An exposed model (outputs `logits` and `probabilities`) is used as it is,
+    without its `features` output unless `features=True`; an original model
+    is exposed, picking its single classification output.
+
+    Example:
+
+    >>> import keras, keras_logits
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> exposed, head = ensure_exposed(model)
+    >>> ensure_exposed(exposed)[0] is exposed, head.activation
+    (True, 'softmax')
+    """
+    outputs = model_outputs(model)
+    if LOGITS in outputs and PROBABILITIES in outputs:
+        if features and FEATURES not in outputs:
+            raise ValueError(
+                f"features=True, but exposed model '{model.name}' has no 'features' output. "
+                "Pass the original model, or expose(model, features=True)."
+            )
+        exposed = model
+        if FEATURES in outputs and not features:
+            exposed = keras.Model(model.inputs, {LOGITS: outputs[LOGITS], PROBABILITIES: outputs[PROBABILITIES]},
+                                  name=model.name)
+        return exposed, find_head(model, output=PROBABILITIES)
+    head = find_head(model)
+    return expose(model, features=features, head=head.output_name if len(outputs) > 1 else None), head
+
+
 def _outputs_of(head: Head, with_features: bool, taken: set) -> _Outputs:
     outputs = _follow(head.route, head, taken)
     if with_features and outputs.features is None:

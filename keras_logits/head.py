@@ -110,7 +110,7 @@ class Head:
         """The layer whose output (without activation) is the logits."""
         if self.fused or not self.applied_by_model:
             return self.layer
-        return _producer_skipping_shape_only(self.route[-1].input_tensor)
+        return _producer_skipping_shape_only(self.route[-1].input_tensor)[0]
 
     def describe(self) -> str:
         """One line for people: layer, activation, fused or separate, classes, path."""
@@ -381,17 +381,16 @@ def _size(tensor, axis):
 
 
 def _producer_skipping_shape_only(tensor):
+    """(operation, node) that computed `tensor`, looking through shape-only layers."""
     operation, node, _ = _operation_of(tensor)
     while isinstance(operation, _SHAPE_ONLY_LAYERS):
         operation, node, _ = _operation_of(node.input_tensors[0])
-    return operation
+    return operation, node
 
 
 def features_tensor(tensor):
     """The tensor that feeds the layer producing `tensor` (skipping shape-only layers)."""
-    operation, node, _ = _operation_of(tensor)
-    while isinstance(operation, _SHAPE_ONLY_LAYERS):
-        operation, node, _ = _operation_of(node.input_tensors[0])
+    operation, node = _producer_skipping_shape_only(tensor)
     if operation is None or isinstance(operation, keras.layers.InputLayer):
         return None
     inputs = node.input_tensors

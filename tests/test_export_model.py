@@ -234,7 +234,7 @@ def test_export_under_an_unwritable_location_is_refused(trained_digits_cnn, tmp_
 
 def test_export_of_a_model_without_head_says_so(tmp_path):
     model = keras.Sequential([keras.Input((6,)), layers.Dense(3, name="raw")])
-    with pytest.raises(ValueError, match="Cannot export model .* 'raw' \\(Dense\\), which has no activation"):
+    with pytest.raises(ValueError, match="Cannot find a classification head in model .* 'raw' \\(Dense\\), which has no activation"):
         keras_logits.export(model, tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
 
