@@ -17,6 +17,7 @@ _PUBLIC = {
     "find_head": "keras_logits.head",
     "find_heads": "keras_logits.head",
     "expose": "keras_logits.expose_model",
+    "ensure_exposed": "keras_logits.expose_model",
     "export": "keras_logits.export_model",
     "read_manifest": "keras_logits.export_model",
     "LogitsHead": "keras_logits.layers",
