@@ -350,19 +350,24 @@ def _activation_of(operation):
     return name, -1, fused
 
 
+_FRAMEWORK_MODULES = ("keras", "tensorflow", "jax", "torch")
+_ALIASES = {"softmax_v2": "softmax"}  # tf.nn.softmax
+
+
 def _activation_name(function) -> str:
+    """'softmax', 'sigmoid', 'linear', another Keras name, or a qualified name for custom callables."""
     for name, known in _ACTIVATION_FUNCTIONS.items():
         if function is known:
             return name
     if function is keras.activations.linear:
         return "linear"
-    try:
-        name = keras.activations.serialize(function)
-    except Exception:  # A custom callable Keras cannot name.
-        name = None
-    if isinstance(name, str):
-        return name
-    return getattr(function, "__name__", repr(function))
+    raw = getattr(function, "__name__", None) or type(function).__name__
+    module = getattr(function, "__module__", None) or ""
+    if module.split(".")[0] in _FRAMEWORK_MODULES:
+        # tf.nn.softmax, tf.math.sigmoid, jax.nn.sigmoid, "relu", ...: the framework's own function.
+        return _ALIASES.get(raw, raw)
+    # A user's callable is never taken for softmax/sigmoid, whatever it is called.
+    return f"{module}.{raw}" if module else raw
 
 
 def _single_axis(axis) -> int:

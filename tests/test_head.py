@@ -129,12 +129,31 @@ def test_unsupported_activation_error_names_it(activation):
         keras_logits.find_head(model)
 
 
+def test_tensorflow_activation_functions_are_recognised():
+    tf = pytest.importorskip("tensorflow", reason="tf.nn activations need TensorFlow installed")
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    for function, name in [(tf.nn.softmax, "softmax"), (tf.nn.sigmoid, "sigmoid"), (tf.math.sigmoid, "sigmoid")]:
+        model = _functional(lambda x: layers.Dense(3, activation=function)(x))
+        assert keras_logits.find_head(model).activation == name
+        outputs = keras_logits.expose(model).predict(x, verbose=0)
+        np.testing.assert_allclose(outputs["probabilities"], model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_a_custom_function_named_softmax_is_not_taken_for_softmax():
+    def softmax(x):  # A temperature-scaled softmax: exposing it as plain softmax would be wrong.
+        return keras.ops.softmax(x / 2.0)
+
+    model = _functional(lambda x: layers.Dense(3, activation=softmax, name="out")(x))
+    with pytest.raises(ValueError, match=r"activation '[\w.<>]*softmax'.*not a classification activation"):
+        keras_logits.find_head(model)
+
+
 def test_unsupported_custom_callable_activation_is_refused():
     def squash(x):
         return x / (1 + keras.ops.abs(x))
 
     model = _functional(lambda x: layers.Dense(3, activation=squash, name="out")(x))
-    with pytest.raises(ValueError, match="activation 'squash'.*not a classification activation"):
+    with pytest.raises(ValueError, match=r"activation '[\w.]*squash'.*not a classification activation"):
         keras_logits.find_head(model)
 
 
