@@ -146,6 +146,9 @@ def _predict(arguments) -> None:
         import keras_logits
 
         model = _load(arguments)
+        if len(model.inputs) != 1:
+            raise ValueError(f"'{arguments.model}' takes {len(model.inputs)} inputs; predict supports "
+                             "single-input models (use keras_logits.expose in Python for the others).")
         exposed = keras_logits.expose(model, activation=arguments.activation)
         head = keras_logits.find_head(model, activation=arguments.activation)
         input_shape, activation, class_names = tuple(exposed.inputs[0].shape), head.activation, None
