@@ -124,24 +124,33 @@ def overhead_rows(name, build, x, y, probe, repeats, scratch, epochs):
     return rows
 
 
-def main(argv=None) -> list:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--skip-mobilenet", action="store_true")
-    options = parser.parse_args(argv)
-    repeats = options.repeats
+def run(*, repeats: int = 15, quick: bool = False, mobilenet: bool = True) -> list:
+    """All rows; `quick` trains the digits CNN briefly (the test suite proves it runs)."""
     (x_train, y_train), (x_test, y_test) = load_digits()
-    rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (1536, 32, 32, 3)).astype("float32")
-    labels = rng.integers(0, 10, 1536)
+    probe = (np.resize(x_test, (512, 8, 8, 1)), np.resize(y_test, 512))
     with tempfile.TemporaryDirectory() as scratch:
-        rows = overhead_rows("digits CNN", build_digits_cnn, x_train, y_train,
-                             (np.resize(x_test, (512, 8, 8, 1)), np.resize(y_test, 512)), repeats, scratch, epochs=10)
-        if not options.skip_mobilenet:
+        if quick:
+            return overhead_rows("digits CNN", build_digits_cnn, x_train[:256], y_train[:256],
+                                 (probe[0][:64], probe[1][:64]), 1, scratch, epochs=3)
+        rows = overhead_rows("digits CNN", build_digits_cnn, x_train, y_train, probe, repeats, scratch, epochs=10)
+        if mobilenet:
+            rng = np.random.default_rng(0)
+            images = rng.uniform(0, 255, (1536, 32, 32, 3)).astype("float32")
+            labels = rng.integers(0, 10, 1536)
             rows += overhead_rows(
                 "MobileNetV2 32x32", lambda: keras.applications.MobileNetV2(weights=None, classes=10,
                                                                              input_shape=(32, 32, 3)),
                 images, labels, (images[:512], labels[:512]), max(3, repeats // 3), scratch, epochs=4)
+    return rows
+
+
+def main(argv=None) -> list:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--skip-mobilenet", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="small data, one repeat: proves it runs")
+    options = parser.parse_args(argv)
+    rows = run(repeats=options.repeats, quick=options.quick, mobilenet=not options.skip_mobilenet)
     print_table(f"fit overhead ({machine()})", rows)
     return rows
 
