@@ -6,7 +6,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence
 
 
 def interleaved_medians(candidates: Dict[str, Callable[[], object]], *, repeats: int = 20,
@@ -54,3 +54,22 @@ def print_table(title: str, rows: list) -> None:
     print("|---|---|---|---|")
     for workload, ratio, target, detail in rows:
         print(f"| {workload} | {ratio:.3f} | {target} | {detail} |")
+
+
+def command_line(argv, *, description: str, title: str, run: Callable[..., list], repeats: int,
+                 flags: Sequence[tuple] = ()) -> list:
+    """The shared `main` of a benchmark script: --repeats, --quick and extra boolean flags.
+
+    Parses `argv`, calls `run(repeats=..., quick=..., **flags)`, prints the rows as a table
+    titled `title (machine)` and returns them.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--quick", action="store_true", help="small models, few repeats: proves it runs")
+    for flag, help in flags:
+        parser.add_argument(flag, action="store_true", help=help)
+    rows = run(**vars(parser.parse_args(argv)))
+    print_table(f"{title} ({machine()})", rows)
+    return rows

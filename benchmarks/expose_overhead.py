@@ -13,7 +13,6 @@ Prints, medians of interleaved repeats:
 
 from __future__ import annotations
 
-import argparse
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -23,7 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_logits  # noqa: E402
-from benchmarks._timing import interleaved_medians, machine, print_table  # noqa: E402
+from benchmarks._timing import command_line, interleaved_medians  # noqa: E402
 from keras_logits.demo import build_digits_cnn  # noqa: E402
 
 
@@ -80,6 +79,7 @@ def run(*, repeats: int = 20, quick: bool = False) -> list:
     """All rows; `quick` uses small models and few repeats (the test suite proves it runs)."""
     rng = np.random.default_rng(0)
     if quick:
+        repeats = 2
         small = keras.applications.MobileNetV2(weights=None, classes=10, input_shape=(32, 32, 3))
         return (predict_rows("MobileNetV2 32x32 batch 8", small, rng.uniform(0, 255, (8, 32, 32, 3)).astype(
             "float32"), repeats) + expose_rows("MobileNetV2 32x32", small, repeats))
@@ -96,13 +96,7 @@ def run(*, repeats: int = 20, quick: bool = False) -> list:
 
 
 def main(argv=None) -> list:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="small models, few repeats: proves it runs")
-    options = parser.parse_args(argv)
-    rows = run(repeats=2 if options.quick else options.repeats, quick=options.quick)
-    print_table(f"expose overhead ({machine()})", rows)
-    return rows
+    return command_line(argv, description=__doc__.splitlines()[0], title="expose overhead", run=run, repeats=20)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ shows the noise floor.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
@@ -29,7 +28,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_logits  # noqa: E402
-from benchmarks._timing import interleaved_medians, machine, print_table  # noqa: E402
+from benchmarks._timing import command_line, interleaved_medians  # noqa: E402
 from keras_logits.demo import build_digits_cnn, load_digits  # noqa: E402
 
 
@@ -124,7 +123,7 @@ def overhead_rows(name, build, x, y, probe, repeats, scratch, epochs):
     return rows
 
 
-def run(*, repeats: int = 15, quick: bool = False, mobilenet: bool = True) -> list:
+def run(*, repeats: int = 15, quick: bool = False, skip_mobilenet: bool = False) -> list:
     """All rows; `quick` trains the digits CNN briefly (the test suite proves it runs)."""
     (x_train, y_train), (x_test, y_test) = load_digits()
     probe = (np.resize(x_test, (512, 8, 8, 1)), np.resize(y_test, 512))
@@ -133,7 +132,7 @@ def run(*, repeats: int = 15, quick: bool = False, mobilenet: bool = True) -> li
             return overhead_rows("digits CNN", build_digits_cnn, x_train[:256], y_train[:256],
                                  (probe[0][:64], probe[1][:64]), 1, scratch, epochs=3)
         rows = overhead_rows("digits CNN", build_digits_cnn, x_train, y_train, probe, repeats, scratch, epochs=10)
-        if mobilenet:
+        if not skip_mobilenet:
             rng = np.random.default_rng(0)
             images = rng.uniform(0, 255, (1536, 32, 32, 3)).astype("float32")
             labels = rng.integers(0, 10, 1536)
@@ -145,14 +144,8 @@ def run(*, repeats: int = 15, quick: bool = False, mobilenet: bool = True) -> li
 
 
 def main(argv=None) -> list:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--skip-mobilenet", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="small data, one repeat: proves it runs")
-    options = parser.parse_args(argv)
-    rows = run(repeats=options.repeats, quick=options.quick, mobilenet=not options.skip_mobilenet)
-    print_table(f"fit overhead ({machine()})", rows)
-    return rows
+    return command_line(argv, description=__doc__.splitlines()[0], title="fit overhead", run=run, repeats=15,
+                        flags=[("--skip-mobilenet", "digits CNN only")])
 
 
 if __name__ == "__main__":

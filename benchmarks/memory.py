@@ -9,7 +9,6 @@ peaks has target <= 1.02. Parameter counts are compared too (they must be equal)
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -64,15 +63,9 @@ def run(*, repeats: int = 3, quick: bool = False) -> list:
 
 
 def main(argv=None) -> list:
-    from benchmarks._timing import machine, print_table
+    from benchmarks._timing import command_line
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="the digits CNN once: proves it runs")
-    options = parser.parse_args(argv)
-    rows = run(repeats=options.repeats, quick=options.quick)
-    print_table(f"memory ({machine()})", rows)
-    return rows
+    return command_line(argv, description=__doc__.splitlines()[0], title="memory", run=run, repeats=3)
 
 
 if __name__ == "__main__":

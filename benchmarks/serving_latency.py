@@ -8,7 +8,6 @@ same batch; the ratio of per-batch latency medians (interleaved calls) has targe
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 
@@ -20,7 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_logits  # noqa: E402
-from benchmarks._timing import interleaved_medians, machine, print_table  # noqa: E402
+from benchmarks._timing import command_line, interleaved_medians  # noqa: E402
 from keras_logits.demo import build_digits_cnn  # noqa: E402
 
 
@@ -58,13 +57,7 @@ def run(*, repeats: int = 200, quick: bool = False) -> list:
 
 
 def main(argv=None) -> list:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--quick", action="store_true", help="the digits CNN only: proves it runs")
-    options = parser.parse_args(argv)
-    rows = run(repeats=options.repeats, quick=options.quick)
-    print_table(f"serving latency ({machine()})", rows)
-    return rows
+    return command_line(argv, description=__doc__.splitlines()[0], title="serving latency", run=run, repeats=200)
 
 
 if __name__ == "__main__":
