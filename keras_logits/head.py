@@ -185,7 +185,7 @@ def find_heads(model, *, activation: Optional[str] = None) -> dict:
     {'kind': 'softmax', 'tags': 'sigmoid'}
     """
     if activation is not None:
-        _check_activation_name(activation)
+        check_activation(activation)
     outputs = model_outputs(model)
     heads, problems = {}, []
     for name, tensor in outputs.items():
@@ -402,15 +402,10 @@ def features_tensor(tensor):
     return inputs[0] if len(inputs) == 1 else None
 
 
-def _check_activation_name(activation) -> None:
+def check_activation(activation) -> None:
+    """Raises ValueError unless `activation` is 'softmax' or 'sigmoid'."""
     if activation not in SUPPORTED_ACTIVATIONS:
         raise ValueError(
             f"activation={activation!r} is not supported; pass 'softmax' (one class per "
             "sample) or 'sigmoid' (binary / multi-label)."
         )
-
-
-def activation_function(name: str):
-    """The Keras function for a supported activation name."""
-    _check_activation_name(name)
-    return _ACTIVATION_FUNCTIONS[name]

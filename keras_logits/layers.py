@@ -6,7 +6,7 @@ import threading
 
 import keras
 
-from keras_logits.head import activation_function
+from keras_logits.head import check_activation
 
 # PreActivation switches the wrapped layer's activation off while it traces the
 # layer's call. Replicas of tf.distribute trace in parallel threads; the lock keeps
@@ -96,7 +96,7 @@ class LogitsHead(keras.layers.Layer):
     """
 
     def __init__(self, activation: str = "softmax", axis: int = -1, **kwargs):
-        activation_function(activation)  # Validates the name.
+        check_activation(activation)
         if kwargs.get("dtype") is None and keras.config.dtype_policy().name.startswith("mixed"):
             kwargs["dtype"] = "float32"
         super().__init__(**kwargs)

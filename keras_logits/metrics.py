@@ -28,7 +28,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_logits.head import SUPPORTED_ACTIVATIONS
+from keras_logits.head import check_activation
 
 _EPSILON = 1e-7
 
@@ -37,8 +37,7 @@ class _LogitsMetric(keras.metrics.Metric):
     """Shared set-up: the activation, whether inputs are logits, and weighted sums."""
 
     def __init__(self, activation: str = "softmax", from_logits: bool = True, name=None, dtype=None):
-        if activation not in SUPPORTED_ACTIVATIONS:
-            raise ValueError(f"activation={activation!r} is not supported; pass 'softmax' or 'sigmoid'.")
+        check_activation(activation)
         super().__init__(name=name, dtype=dtype)
         self.activation = activation
         self.from_logits = from_logits
