@@ -22,9 +22,14 @@ _PUBLIC = {
     "read_manifest": "keras_logits.export_model",
     "LogitsHead": "keras_logits.layers",
     "PreActivation": "keras_logits.layers",
+    "Temperature": "keras_logits.layers",
     "LogitsLogger": "keras_logits.callbacks",
+    "TemperatureScaling": "keras_logits.calibration",
+    "reliability_report": "keras_logits.calibration",
+    "check_model": "keras_logits.checks",
+    "Finding": "keras_logits.checks",
 }
-_SUBMODULES = ("callbacks", "layers", "metrics")
+_SUBMODULES = ("calibration", "callbacks", "checks", "layers", "metrics", "plots", "scores")
 
 __all__ = sorted([*_PUBLIC, *_SUBMODULES])
 

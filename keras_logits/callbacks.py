@@ -12,8 +12,11 @@ from typing import Optional, Union
 import keras
 import numpy as np
 
+from keras_logits.calibration import expected_calibration_error
+from keras_logits.checks import ModelCheckWarning, check_model
 from keras_logits.distribution import is_chief, is_distributed
 from keras_logits.expose_model import LOGITS, PROBABILITIES, ensure_exposed
+from keras_logits import scores
 from keras_logits.files import atomic_write
 from keras_logits.tensorboard_events import EventWriter
 
@@ -119,6 +122,8 @@ class LogitsLogger(keras.callbacks.Callback):
         self._check_probe()
         self._chief = is_chief(self.model)
         if self._chief:
+            for finding in check_model(self.model):
+                warnings.warn(str(finding), ModelCheckWarning, stacklevel=2)
             for directory in (self.log_dir, self.snapshot_dir, self.csv_path and self.csv_path.parent):
                 if directory is not None:
                     _check_writable(Path(directory))
@@ -242,38 +247,28 @@ def probe_summary(logits: np.ndarray, labels: Optional[np.ndarray], activation: 
     logits = np.asarray(logits, dtype="float64").reshape(len(logits), -1)
     summary = {"mean": logits.mean(), "std": logits.std(), "nonfinite": float(np.sum(~np.isfinite(logits)))}
     if activation == "softmax" and logits.shape[1] > 1:
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        p = np.exp(log_p)
-        top_two = np.sort(logits, axis=1)[:, -2:]
-        summary["margin"] = np.mean(top_two[:, 1] - top_two[:, 0])
+        p = scores.probabilities(logits, "softmax")
+        summary["margin"] = np.mean(scores.margin(logits))
         summary["confidence"] = np.mean(p.max(axis=1))
-        summary["entropy"] = np.mean(-(p * log_p).sum(axis=1))
+        summary["entropy"] = np.mean(scores.entropy(logits))
         if labels is not None:
             classes = _class_labels(labels, logits)
             correct = p.argmax(axis=1) == classes
-            summary["ece"] = _ece(p.max(axis=1), correct, num_bins)
+            summary["ece"] = expected_calibration_error(p.max(axis=1), correct, num_bins)
             summary["brier"] = np.mean(((p - np.eye(logits.shape[1])[classes]) ** 2).sum(axis=1))
             summary["accuracy"] = np.mean(correct)
     else:
-        # log(sigmoid(x)) = -softplus(-x), log(1 - sigmoid(x)) = -softplus(x).
-        p = 1.0 / (1.0 + np.exp(-logits))
+        p = scores.probabilities(logits, "sigmoid")
         summary["margin"] = np.mean(np.abs(logits))
         summary["confidence"] = np.mean(np.maximum(p, 1.0 - p))
-        summary["entropy"] = np.mean(p * np.logaddexp(0.0, -logits) + (1.0 - p) * np.logaddexp(0.0, logits))
+        summary["entropy"] = np.mean(scores.entropy(logits, "sigmoid")) / logits.shape[1]
         if labels is not None:
             targets = np.asarray(labels, dtype="float64").reshape(logits.shape)
             correct = (p >= 0.5) == (targets >= 0.5)
-            summary["ece"] = _ece(np.maximum(p, 1.0 - p).ravel(), correct.ravel(), num_bins)
+            summary["ece"] = expected_calibration_error(np.maximum(p, 1.0 - p).ravel(), correct.ravel(), num_bins)
             summary["brier"] = np.mean((p - targets) ** 2)
             summary["accuracy"] = np.mean(correct)
     return {(key if key == "accuracy" else f"{LOGITS}/{key}"): float(value) for key, value in summary.items()}
-
-
-def _ece(confidence, correct, num_bins):
-    bins = np.clip(np.nan_to_num(confidence * num_bins).astype("int64"), 0, num_bins - 1)
-    gaps = np.abs(np.bincount(bins, confidence, num_bins) - np.bincount(bins, correct.astype("float64"), num_bins))
-    return gaps.sum() / max(len(confidence), 1)
 
 
 def tag_for(key: str) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_logits import serving, verification
 from keras_logits.expose_model import ensure_exposed
+from keras_logits.layers import Temperature
 
 FORMATS = ("tf_saved_model", "onnx")
 MANIFEST = "keras_logits.json"
@@ -31,6 +32,7 @@ def export(
     class_names: Optional[Sequence[str]] = None,
     features: bool = False,
     sample=None,
+    temperature=None,
 ) -> Path:
     """Exports `model` with `logits`, `probabilities` and `class_id` outputs.
 
@@ -58,6 +60,9 @@ def export(
         class_names: One name per class, recorded in the manifest.
         features: Also export `features`, the tensor feeding the head.
         sample: Inputs to verify with (default: 4 random samples).
+        temperature: Bake a calibration temperature into the export (a fitted
+            `TemperatureScaling` or a float; see `expose`). The manifest
+            records it.
 
     Returns:
         The export directory.
@@ -78,7 +83,7 @@ def export(
         packages = serving.ONNX_PACKAGES + (("onnxruntime",) if verify else ())
         serving.require_packages(packages, "onnx", "ONNX export")
     target = _check_target(Path(path), overwrite)
-    exposed, head = ensure_exposed(model, features=features)
+    exposed, head = ensure_exposed(model, features=features, temperature=temperature)
     class_names = _check_class_names(class_names, head)
     graph = serving.serving_model(exposed, activation=head.activation, axis=head.axis)
     sample = _sample(graph) if sample is None else _as_input_dict(graph, sample)
@@ -206,6 +211,7 @@ def _manifest(graph, head, class_names, format, expected, differences, batch_siz
             "fused": head.fused,
             "path": list(head.path),
             "class_id": "argmax" if head.activation == "softmax" else "probabilities >= 0.5",
+            "temperature": _temperature(graph),
         },
         "inputs": [{"name": _input_name(t), "shape": list(t.shape),
                     "dtype": keras.backend.standardize_dtype(t.dtype)} for t in graph.inputs],
@@ -220,6 +226,13 @@ def _manifest(graph, head, class_names, format, expected, differences, batch_siz
         "versions": serving.versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _temperature(graph):
+    """The calibration temperature baked into the graph, or None."""
+    values = [layer.temperature for layer in graph._flatten_layers(include_self=False, recursive=True)
+              if isinstance(layer, Temperature)]
+    return values[0] if len(values) == 1 else (values or None)
 
 
 def _install(staging: Path, target: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 import keras
 
 from keras_logits.head import Head, features_tensor, find_head, find_heads, model_inputs, model_outputs
-from keras_logits.layers import PreActivation
+from keras_logits.layers import PreActivation, Temperature
 
 LOGITS, PROBABILITIES, FEATURES = "logits", "probabilities", "features"
 
@@ -35,6 +35,7 @@ def expose(
     activation: Optional[str] = None,
     name: Optional[str] = None,
     head: Optional[str] = None,
+    temperature=None,
 ) -> keras.Model:
     """Returns a model whose outputs are `{"logits", "probabilities"}` of `model`.
 
@@ -54,6 +55,12 @@ def expose(
             the one to expose. By default each is exposed under keys
             `"<output>/logits"` and `"<output>/probabilities"`, and outputs
             without a head are passed through under their own name.
+        temperature: Calibrate: a fitted
+            `keras_logits.calibration.TemperatureScaling`, a float, or one
+            float per class (sigmoid). `logits` then are `logits / T` and
+            `probabilities` their activation, through a serializable
+            `Temperature` layer, so saved models and exports keep it. Needs a
+            single head (`head=` on multi-output models).
 
     Returns:
         A functional `keras.Model`. Its outputs are float32 even under a
@@ -74,17 +81,23 @@ def expose(
         heads = {head: find_head(model, output=head, activation=activation)}
     else:
         heads = find_heads(model, activation=activation)
+    temperature = _temperature_value(temperature)
+    if temperature is not None and len(heads) > 1:
+        raise ValueError(
+            f"temperature= calibrates one head, but model '{model.name}' has {len(heads)} classification "
+            f"outputs {sorted(heads)}; pick one with head=<name>."
+        )
 
     all_outputs = model_outputs(model)
     taken = {layer.name for layer in model._flatten_layers(include_self=True, recursive=True)}
     if head is not None or len(all_outputs) == 1:
         (only,) = heads.values()
-        outputs = _float32(_outputs_of(only, features, taken).as_dict(features), taken)
+        outputs = _float32(_outputs_of(only, features, taken, temperature).as_dict(features), taken)
     else:
         outputs = {}
         for output_name, tensor in all_outputs.items():
             if output_name in heads:
-                exposed = _outputs_of(heads[output_name], features, taken).as_dict(features)
+                exposed = _outputs_of(heads[output_name], features, taken, temperature).as_dict(features)
                 for key, value in exposed.items():
                     outputs[f"{output_name}/{key}"] = value
             else:
@@ -93,7 +106,7 @@ def expose(
     return keras.Model(model_inputs(model), outputs, name=name or f"{model.name}_exposed")
 
 
-def ensure_exposed(model: keras.Model, *, features: bool = False) -> tuple:
+def ensure_exposed(model: keras.Model, *, features: bool = False, temperature=None) -> tuple:
     """Returns `(exposed model, head of its probabilities)` for an original or exposed model.
 
     An exposed model (outputs `logits` and `probabilities`) is used as it is,
@@ -110,6 +123,11 @@ def ensure_exposed(model: keras.Model, *, features: bool = False) -> tuple:
     """
     outputs = model_outputs(model)
     if LOGITS in outputs and PROBABILITIES in outputs:
+        if temperature is not None:
+            raise ValueError(
+                f"Model '{model.name}' is already exposed; a temperature is baked in when exposing. "
+                "Pass the original model with temperature=..., or expose(model, temperature=...)."
+            )
         if features and FEATURES not in outputs:
             raise ValueError(
                 f"features=True, but exposed model '{model.name}' has no 'features' output. "
@@ -121,11 +139,28 @@ def ensure_exposed(model: keras.Model, *, features: bool = False) -> tuple:
                                   name=model.name)
         return exposed, find_head(model, output=PROBABILITIES)
     head = find_head(model)
-    return expose(model, features=features, head=head.output_name if len(outputs) > 1 else None), head
+    exposed = expose(model, features=features, head=head.output_name if len(outputs) > 1 else None,
+                     temperature=temperature)
+    return exposed, head
 
 
-def _outputs_of(head: Head, with_features: bool, taken: set) -> _Outputs:
-    outputs = _follow(head.route, head, taken)
+def _temperature_value(temperature):
+    """None, a float or a list of floats, from a number, a sequence or a fitted TemperatureScaling."""
+    if temperature is None:
+        return None
+    if hasattr(temperature, "temperature") and not isinstance(temperature, Temperature):
+        if temperature.temperature is None:
+            raise ValueError("The TemperatureScaling passed as temperature= is not fitted; call fit() first.")
+        temperature = temperature.temperature
+    if isinstance(temperature, Temperature):
+        temperature = temperature.temperature
+    if hasattr(temperature, "tolist"):
+        temperature = temperature.tolist()
+    return temperature
+
+
+def _outputs_of(head: Head, with_features: bool, taken: set, temperature=None) -> _Outputs:
+    outputs = _follow(head.route, head, taken, temperature)
     if with_features and outputs.features is None:
         raise ValueError(
             f"features=True, but the logits layer {head.logits_layer.name!r} of output "
@@ -134,14 +169,14 @@ def _outputs_of(head: Head, with_features: bool, taken: set) -> _Outputs:
     return outputs
 
 
-def _follow(route, head: Head, taken: set) -> _Outputs:
+def _follow(route, head: Head, taken: set, temperature=None) -> _Outputs:
     """Builds logits/probabilities for `route[0]`'s graph, recursing into the rest."""
     step, rest = route[0], route[1:]
     if step.kind == "shape_only":
-        inner = _follow(rest, head, taken)
+        inner = _follow(rest, head, taken, temperature)
         return _Outputs(step.replay(inner.logits), step.replay(inner.probabilities), inner.features)
     if step.kind == "nested":
-        inner = _follow(rest, head, taken)
+        inner = _follow(rest, head, taken, temperature)
         inner_model = keras.Model(
             model_inputs(step.operation),
             inner.as_dict(with_features=inner.features is not None),
@@ -151,14 +186,38 @@ def _follow(route, head: Head, taken: set) -> _Outputs:
         return _Outputs(called[LOGITS], called[PROBABILITIES], called.get(FEATURES))
     if step.kind == "separate":
         logits = step.input_tensor
+        if temperature is not None:
+            # The model's own Softmax/Activation layer (stateless) keeps its axis.
+            scaled = _scale(logits, temperature, head, taken)
+            return _Outputs(scaled, step.replay(scaled), features_tensor(logits))
         return _Outputs(logits, step.output_tensor, features_tensor(logits))
     if step.kind == "fused":
         x = step.input_tensor
         logits = PreActivation(step.operation, name=_fresh(f"{step.operation.name}_logits", taken))(x)
+        logits = _scale(logits, temperature, head, taken)
         return _Outputs(logits, _activate(logits, head, taken), x)
     # "given": the model outputs logits; apply the caller's activation.
     logits = step.output_tensor
-    return _Outputs(logits, _activate(logits, head, taken), features_tensor(logits))
+    features = features_tensor(logits)
+    logits = _scale(logits, temperature, head, taken)
+    return _Outputs(logits, _activate(logits, head, taken), features)
+
+
+def _scale(logits, temperature, head: Head, taken: set):
+    """`logits / temperature` through a Temperature layer (no layer without a temperature)."""
+    if temperature is None:
+        return logits
+    if isinstance(temperature, list) and len(temperature) > 1 and head.activation == "softmax":
+        raise ValueError(
+            "One temperature per class is for sigmoid heads: under softmax it would change which "
+            "class is predicted. Pass a single temperature."
+        )
+    if isinstance(temperature, list) and head.num_classes is not None and len(temperature) != head.num_classes:
+        raise ValueError(
+            f"{len(temperature)} temperatures for a head of {head.num_classes} classes; pass one "
+            "temperature, or one per class."
+        )
+    return Temperature(temperature, name=_fresh(f"{head.layer.name}_temperature", taken))(logits)
 
 
 def _activate(logits, head: Head, taken: set):

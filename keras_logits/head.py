@@ -205,6 +205,54 @@ def find_heads(model, *, activation: Optional[str] = None) -> dict:
     return heads
 
 
+def output_activations(model) -> dict:
+    """`{output name: (activation, size of the last axis)}` for every output of a graph model.
+
+    The activation is the one the output ends in, looking through shape-only
+    layers and nested models: `"softmax"`, `"sigmoid"`, another Keras name
+    (`"relu"`), `"linear"` for a layer known to output raw scores (Dense/Conv
+    without activation, `PreActivation`, `Temperature`, the logits of
+    `LogitsHead`), or None when the producing layer does not say (Add,
+    Concatenate, custom layers).
+
+    Example:
+
+    >>> import keras, keras_logits
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> list(output_activations(model).values())
+    [('linear', 3)]
+    """
+    activations = {}
+    for name, tensor in model_outputs(model).items():
+        size = _size(tensor, -1)
+        operation, _, tensor_index = _operation_of(tensor)
+        while isinstance(operation, keras.Model) or isinstance(operation, _SHAPE_ONLY_LAYERS):
+            if isinstance(operation, keras.Model):
+                tensor = list(operation.outputs)[tensor_index]
+            else:
+                tensor = _operation_of(tensor)[1].input_tensors[0]
+            operation, _, tensor_index = _operation_of(tensor)
+        activations[name] = (_output_activation(operation, tensor_index), size)
+    return activations
+
+
+def _output_activation(operation, tensor_index) -> Optional[str]:
+    if operation is None or isinstance(operation, keras.layers.InputLayer):
+        return None
+    declared = getattr(operation, "activation", None)
+    if isinstance(declared, str) and declared in SUPPORTED_ACTIVATIONS:  # LogitsHead: logits, probabilities
+        return "linear" if tensor_index == 0 else declared
+    if type(operation).__name__ in ("PreActivation", "Temperature"):
+        return "linear"
+    try:
+        activation, _, _ = _activation_of(operation)
+    except _NoHead:
+        return None
+    if activation is not None:
+        return activation
+    return "linear" if declared is not None else None
+
+
 def model_outputs(model) -> dict:
     """Returns `{output_name: symbolic output tensor}` of a functional/Sequential model."""
     _check_is_graph_model(model)

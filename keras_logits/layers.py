@@ -116,3 +116,46 @@ class LogitsHead(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation, "axis": self.axis}
+
+
+@keras.saving.register_keras_serializable(package="keras_logits")
+class Temperature(keras.layers.Layer):
+    """Divides logits by a fixed temperature: `logits / T`.
+
+    `T > 1` softens overconfident probabilities, `T < 1` sharpens them; the
+    argmax (the predicted class) never changes. Fit `T` with
+    `keras_logits.calibration.TemperatureScaling` and bake it into a model with
+    `expose(model, temperature=...)`; the value is part of the layer config, so
+    saved models and exports keep it.
+
+    Args:
+        temperature: A positive float, or one per class (sigmoid heads).
+        **kwargs: Base layer keyword arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> scaled = Temperature(2.0)(np.array([[4.0, -2.0]], "float32"))
+    >>> keras.ops.convert_to_numpy(scaled).tolist()
+    [[2.0, -1.0]]
+    """
+
+    def __init__(self, temperature=1.0, **kwargs):
+        values = [float(t) for t in (temperature if isinstance(temperature, (list, tuple)) else [temperature])]
+        if not values or not all(t > 0 and t != float("inf") for t in values):
+            raise ValueError(f"temperature must be positive and finite, got {temperature!r}.")
+        if kwargs.get("dtype") is None and keras.config.dtype_policy().name.startswith("mixed"):
+            kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.temperature = values if isinstance(temperature, (list, tuple)) else values[0]
+        self.built = True
+
+    def call(self, logits):
+        temperature = keras.ops.convert_to_tensor(self.temperature, dtype=logits.dtype)
+        return logits / temperature
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}

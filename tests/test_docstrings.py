@@ -14,6 +14,10 @@ MODULES = [
     "keras_logits.export_model",
     "keras_logits.files",
     "keras_logits.tensorboard_events",
+    "keras_logits.scores",
+    "keras_logits.calibration",
+    "keras_logits.checks",
+    "keras_logits.plots",
 ]
 
 

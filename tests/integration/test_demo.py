@@ -29,6 +29,10 @@ def test_demo_trains_exposes_prints_a_table_and_exports(tmp_path):
     for _, _, _, logit, probability, margin, log_probability in rows:
         assert 0 < float(probability) <= 1 and float(margin) >= 0
         assert abs(float(log_probability) - __import__("math").log(float(probability))) < 2e-3
+    calibration = re.search(r"Temperature scaling: T = ([0-9.]+).*ECE ([0-9.]+) -> ([0-9.]+), "
+                            r"NLL ([0-9.]+) -> ([0-9.]+)", out)
+    temperature, _, _, nll_before, nll_after = map(float, calibration.groups())
+    assert temperature > 0 and nll_after <= nll_before + 0.05  # held-out NLL: fitted on the other half
     log_dir = tmp_path / "out" / "logs"
     assert f"Logs: TensorBoard events and per-epoch probe snapshots in {log_dir}" in out
     assert len((log_dir / "metrics.csv").read_text().splitlines()) == 1 + 6
@@ -37,6 +41,8 @@ def test_demo_trains_exposes_prints_a_table_and_exports(tmp_path):
     export_dir = tmp_path / "out" / "saved_model"
     assert f"Exporting to {export_dir}" in out and "signatures[\"serving_default\"]" in out
     assert (export_dir / "saved_model.pb").is_file() and (export_dir / "keras_logits.json").is_file()
+    manifest = __import__("json").loads((export_dir / "keras_logits.json").read_text())
+    assert abs(manifest["head"]["temperature"] - temperature) < 1e-3
     assert "oneDNN" not in result.stderr and "cuda" not in result.stderr.lower()
 
 

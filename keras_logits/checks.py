@@ -1,0 +1,172 @@
+"""`check_model`: the classic output-activation / loss mismatches, found before training.
+
+| code                     | what                                                        | severity |
+|--------------------------|-------------------------------------------------------------|----------|
+| `double-activation`      | softmax/sigmoid output, loss with `from_logits=True`        | error    |
+| `logits-as-probabilities`| linear output, cross-entropy with `from_logits=False`       | error    |
+| `softmax-multilabel`     | softmax output with binary cross-entropy (or multi-hot labels) | error if labels are multi-hot, else warning |
+| `sigmoid-categorical`    | sigmoid output with (sparse) categorical cross-entropy      | error    |
+| `single-unit-softmax`    | softmax over one unit: always 1.0, learns nothing           | error    |
+
+Each `Finding` says what was found and the fix. `LogitsLogger` runs the check
+when training starts and warns with every finding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Optional
+
+import numpy as np
+
+from keras_logits.head import output_activations
+
+ERROR, WARNING = "error", "warning"
+
+# Keras loss class / function name -> (family, default from_logits).
+_LOSS_FAMILIES = {
+    "categoricalcrossentropy": "categorical",
+    "categorical_crossentropy": "categorical",
+    "categoricalfocalcrossentropy": "categorical",
+    "categorical_focal_crossentropy": "categorical",
+    "sparsecategoricalcrossentropy": "sparse_categorical",
+    "sparse_categorical_crossentropy": "sparse_categorical",
+    "binarycrossentropy": "binary",
+    "binary_crossentropy": "binary",
+    "binaryfocalcrossentropy": "binary",
+    "binary_focal_crossentropy": "binary",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One problem `check_model` found.
+
+    Attributes:
+        code: A stable identifier, e.g. `"double-activation"`.
+        severity: `"error"` (training is wrong) or `"warning"` (probably wrong).
+        output: The model output concerned.
+        message: What was found.
+        fix: What to do about it.
+    """
+
+    code: str
+    severity: str
+    output: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.code} (output '{self.output}'): {self.message} Fix: {self.fix}"
+
+
+class ModelCheckWarning(UserWarning):
+    """Warned by `LogitsLogger` for each `check_model` finding."""
+
+
+def check_model(model, loss=None, *, labels=None) -> list:
+    """Finds activation/loss mismatches in a (compiled) classifier.
+
+    Args:
+        model: A functional or Sequential model, original or exposed.
+        loss: The loss to check against (default: the one `model` was compiled
+            with). A single loss, a list in output order or a dict by output name.
+        labels: Optional training labels of a single-output model, to tell
+            multi-hot (multi-label) targets.
+
+    Returns:
+        A list of `Finding`, empty when nothing is wrong.
+
+    Example:
+
+    >>> import keras, keras_logits
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> [finding.code for finding in keras_logits.check_model(model)]
+    ['double-activation']
+    """
+    activations = output_activations(model)
+    losses = _losses_by_output(loss if loss is not None else getattr(model, "loss", None), list(activations))
+    multi_hot = labels is not None and _is_multi_hot(labels)
+    findings = []
+    for output, (activation, units) in activations.items():
+        family, from_logits = _describe_loss(losses.get(output))
+        findings.extend(_check_output(output, activation, units, family, from_logits, multi_hot))
+    return findings
+
+
+def _check_output(output, activation, units, family, from_logits, multi_hot):
+    found = []
+
+    def add(code, severity, message, fix):
+        found.append(Finding(code, severity, output, message, fix))
+
+    if activation == "softmax" and units == 1:
+        add("single-unit-softmax", ERROR,
+            "The output is a softmax over a single unit: it is 1.0 for every input, so the model cannot learn.",
+            "Use Dense(1, activation='sigmoid') with binary cross-entropy, or Dense(2, activation='softmax').")
+    if activation in ("softmax", "sigmoid") and family is not None and from_logits:
+        add("double-activation", ERROR,
+            f"The output already applies {activation}, and the loss has from_logits=True, so the loss "
+            f"applies {activation} a second time: gradients shrink and the loss is wrong.",
+            f"Set from_logits=False, or better, train keras_logits.expose(model) with the loss on 'logits' "
+            "(from_logits=True) for numerically stable training.")
+    if activation == "linear" and family is not None and not from_logits:
+        add("logits-as-probabilities", ERROR,
+            "The output is linear (logits), but the loss has from_logits=False and takes it for probabilities.",
+            "Set from_logits=True in the loss.")
+    if activation == "softmax" and (multi_hot or family == "binary"):
+        why = ("The labels are multi-hot (several classes per sample), but softmax makes the classes compete"
+               if multi_hot else
+               "The output is softmax, trained with binary cross-entropy: if a sample can have several labels, "
+               "softmax makes them compete")
+        add("softmax-multilabel", ERROR if multi_hot else WARNING, why + ".",
+            "For multi-label targets use activation='sigmoid' with binary cross-entropy; for one class per "
+            "sample keep softmax and use (sparse) categorical cross-entropy.")
+    if activation == "sigmoid" and family in ("categorical", "sparse_categorical"):
+        add("sigmoid-categorical", ERROR,
+            f"The output is sigmoid, but the loss is {family} cross-entropy, which expects a softmax "
+            "distribution over the classes.",
+            "For one class per sample use activation='softmax'; for binary / multi-label targets use binary "
+            "cross-entropy.")
+    return found
+
+
+def _losses_by_output(loss, outputs: list) -> dict:
+    if loss is None:
+        return {}
+    if isinstance(loss, dict):
+        return dict(loss)
+    if isinstance(loss, (list, tuple)):
+        return dict(zip(outputs, loss))
+    return {output: loss for output in outputs}
+
+
+def _describe_loss(loss):
+    """(cross-entropy family or None, from_logits) of a Keras loss object, name or function."""
+    if loss is None:
+        return None, False
+    if isinstance(loss, str):
+        return _LOSS_FAMILIES.get(loss.lower()), False
+    if isinstance(loss, functools.partial):
+        family, from_logits = _describe_loss(loss.func)
+        return family, bool(loss.keywords.get("from_logits", from_logits))
+    config = {}
+    if hasattr(loss, "get_config"):
+        try:
+            config = loss.get_config() or {}
+        except (NotImplementedError, TypeError):
+            config = {}
+    name = type(loss).__name__ if not callable(loss) or hasattr(loss, "get_config") else loss.__name__
+    family = _LOSS_FAMILIES.get(name.lower())
+    if family is None:
+        family = _LOSS_FAMILIES.get(str(getattr(loss, "fn", None) and loss.fn.__name__).lower())
+    return family, bool(config.get("from_logits", False))
+
+
+def _is_multi_hot(labels) -> bool:
+    labels = np.asarray(labels)
+    if labels.ndim < 2 or labels.shape[-1] < 2 or labels.dtype.kind not in "biuf":
+        return False
+    return bool(np.any((labels.reshape(-1, labels.shape[-1]) > 0.5).sum(axis=1) > 1))

@@ -1,0 +1,75 @@
+"""Plots render headless to non-empty PNGs of the requested size."""
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_logits import plots
+from keras_logits.calibration import reliability_report
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def logits_and_labels():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 300)
+    return 3.0 * (np.eye(4)[labels] + rng.normal(size=(300, 4))), labels
+
+
+def png_size(path):
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        return image.format, image.size
+
+
+def test_reliability_diagram_png(tmp_path, logits_and_labels):
+    logits, labels = logits_and_labels
+    path = tmp_path / "reliability.png"
+    figure = plots.reliability_diagram(logits, labels, path=path, figsize=(5, 6), dpi=80)
+    assert png_size(path) == ("PNG", (400, 480))
+    assert figure.axes[0].get_title().startswith("ECE")
+    from_report = plots.reliability_diagram(reliability_report(logits, labels), title="held out")
+    assert from_report.axes[0].get_title() == "held out"
+    assert len(from_report.axes[1].patches) == 15  # one count bar per bin, empty ones included
+
+
+def test_class_histograms_png(tmp_path, logits_and_labels):
+    logits, _ = logits_and_labels
+    path = tmp_path / "classes.png"
+    figure = plots.class_histograms(logits, classes=[0, 2], class_names=list("abcd"), path=path,
+                                    figsize_per_class=(6, 2), dpi=50)
+    assert png_size(path) == ("PNG", (300, 200))
+    assert [axes.get_ylabel() for axes in figure.axes[::2]] == ["a", "c"]
+
+
+def test_logits_over_epochs_from_a_real_logits_logger_run(tmp_path):
+    import keras
+
+    import keras_logits
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(1).normal(size=(64, 5)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    logger = keras_logits.LogitsLogger((x, y), log_dir=tmp_path / "logs")
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[logger])
+    path = tmp_path / "epochs.png"
+    figure = plots.logits_over_epochs(tmp_path / "logs" / "snapshots", path=path, figsize=(4, 3), dpi=100)
+    assert png_size(path) == ("PNG", (400, 300))
+    image = figure.axes[0].get_images()[0].get_array()
+    assert image.shape == (40, 3)  # bins x epochs
+    np.testing.assert_allclose(np.asarray(image).sum(axis=0), 1.0)
+
+
+def test_plot_errors(tmp_path, logits_and_labels):
+    logits, _ = logits_and_labels
+    with pytest.raises(ValueError, match="needs labels"):
+        plots.reliability_diagram(logits)
+    with pytest.raises(ValueError, match="No LogitsLogger snapshots"):
+        plots.logits_over_epochs(tmp_path)
+    with pytest.raises(ValueError, match=r"indices in \[0, 4\)"):
+        plots.class_histograms(logits, classes=[4])
