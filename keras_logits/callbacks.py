@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_logits.calibration import expected_calibration_error
 from keras_logits.checks import ModelCheckWarning, check_model
-from keras_logits.distribution import is_chief, is_distributed
+from keras_logits.distribution import batch_multiple, is_chief, is_distributed
 from keras_logits.expose_model import LOGITS, PROBABILITIES, ensure_exposed
 from keras_logits import scores
 from keras_logits.files import atomic_write
@@ -184,11 +184,16 @@ class LogitsLogger(keras.callbacks.Callback):
         retraced after the first. Distributed models use `predict`, which
         splits batches over replicas.
         """
-        if is_distributed(self._exposed):
-            outputs = self._exposed.predict(self._x, batch_size=self.batch_size, verbose=0)
-            return np.asarray(outputs[LOGITS]), np.asarray(outputs[PROBABILITIES])
         count = len(next(iter(self._x.values())) if isinstance(self._x, dict) else
                     self._x[0] if isinstance(self._x, list) else self._x)
+        if is_distributed(self._exposed):
+            # Keras' JAX distribution needs batches divisible by the devices on the batch axis:
+            # pad with zeros, then drop the padded rows' outputs.
+            multiple = batch_multiple()
+            padded = _pad(self._x, -count % multiple)
+            batch_size = -(-self.batch_size // multiple) * multiple
+            outputs = self._exposed.predict(padded, batch_size=batch_size, verbose=0)
+            return np.asarray(outputs[LOGITS])[:count], np.asarray(outputs[PROBABILITIES])[:count]
         logits, probabilities = [], []
         for start in range(0, count, self.batch_size):
             chunk = _slice(self._x, start, start + self.batch_size)
@@ -308,6 +313,17 @@ def _read_probe(probe):
     if isinstance(probe, tuple) and len(probe) == 2:
         return _as_arrays(probe[0]), np.asarray(probe[1])
     return _as_arrays(probe), None
+
+
+def _pad(x, rows: int):
+    """`x` (array, list or dict of arrays) with `rows` zero rows appended."""
+    if rows == 0:
+        return x
+    if isinstance(x, dict):
+        return {key: _pad(value, rows) for key, value in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_pad(value, rows) for value in x]
+    return np.concatenate([x, np.zeros((rows, *x.shape[1:]), dtype=x.dtype)])
 
 
 def _slice(x, start, stop):

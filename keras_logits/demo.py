@@ -27,7 +27,7 @@ class DemoResult:
     x_test: np.ndarray
     y_test: np.ndarray
     outputs: dict
-    export_dir: str
+    export_dir: Optional[str]
 
 
 def load_digits(test_fraction: float = 0.2, seed: int = 0):
@@ -103,6 +103,10 @@ def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, output_dir: str 
 
     export_dir = os.path.join(output_dir, "saved_model")
     echo("")
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        echo(f"Export skipped: SavedModel export needs the TensorFlow or JAX backend, this is "
+             f"'{keras.backend.backend()}'. Run the demo with KERAS_BACKEND=tensorflow to export.")
+        return DemoResult(model, exposed, accuracy, x_test, y_test, outputs, None)
     echo(f"Exporting to {export_dir} with T = {scaler.temperature:.3f} baked in "
          "(verified in a fresh TensorFlow process)...")
     keras_logits.export(model, export_dir, overwrite=True, class_names=[str(d) for d in range(10)],

@@ -43,3 +43,21 @@ def is_distributed(model=None) -> bool:
 
     distribution = getattr(keras, "distribution", None)
     return distribution is not None and distribution.distribution() is not None
+
+
+def batch_multiple() -> int:
+    """How many ways the batch is split under the current Keras distribution (JAX); 1 without one.
+
+    A batch fed to a model under `keras.distribution.DataParallel` over 2
+    devices must have an even size; callers pad to a multiple of this.
+    """
+    import keras
+
+    distribution = keras.distribution.distribution() if hasattr(keras, "distribution") else None
+    if distribution is None:
+        return 1
+    mesh = getattr(distribution, "device_mesh", None)
+    name = getattr(distribution, "batch_dim_name", None)
+    if mesh is None or name not in getattr(mesh, "axis_names", ()):
+        return 1
+    return int(mesh.shape[list(mesh.axis_names).index(name)])

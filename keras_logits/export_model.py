@@ -78,7 +78,7 @@ def export(
     """
     if format not in FORMATS:
         raise ValueError(f"format={format!r} is not supported; use one of {FORMATS}.")
-    serving.require_tensorflow_backend("export()")
+    serving.require_export_backend(format)
     if format == "onnx":
         packages = serving.ONNX_PACKAGES + (("onnxruntime",) if verify else ())
         serving.require_packages(packages, "onnx", "ONNX export")
@@ -89,6 +89,7 @@ def export(
     sample = _sample(graph) if sample is None else _as_input_dict(graph, sample)
     expected = graph.predict_on_batch(sample if len(sample) > 1 else next(iter(sample.values())))
     expected = {name: np.asarray(value) for name, value in expected.items()}
+    expected["class_id"] = expected["class_id"].astype("int64")  # int32 from the JAX backend
 
     staging = target.parent / f".{target.name}.{_TEMPORARY}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:

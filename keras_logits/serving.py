@@ -1,7 +1,10 @@
-"""TensorFlow-only serving graph: the exposed outputs plus `class_id`, written as SavedModel or ONNX.
+"""The serving graph: the exposed outputs plus `class_id`, written as SavedModel or ONNX.
 
 TensorFlow is imported here, lazily, and nowhere else in the package, so that
-`import keras_logits` works on the JAX and torch backends.
+`import keras_logits` works on the JAX and torch backends. SavedModels are
+written from the TensorFlow backend directly and from the JAX backend through
+Keras' `ExportArchive` (jax2tf; TensorFlow must be installed). ONNX needs the
+TensorFlow backend; the torch backend cannot write either.
 """
 
 from __future__ import annotations
@@ -16,15 +19,27 @@ ONNX_FILE = "model.onnx"
 ONNX_PACKAGES = ("tf2onnx", "onnx")
 
 
-def require_tensorflow_backend(what: str) -> None:
-    """Raises a clear error when `what` needs the TensorFlow backend and it is not active."""
+EXPORT_BACKENDS = {"tf_saved_model": ("tensorflow", "jax"), "onnx": ("tensorflow",)}
+
+
+def require_export_backend(format: str) -> None:
+    """Raises a clear error when the active backend cannot write `format`."""
     backend = keras.backend.backend()
-    if backend != "tensorflow":
+    allowed = EXPORT_BACKENDS[format]
+    if backend not in allowed:
         raise RuntimeError(
-            f"{what} writes TensorFlow graphs and needs the TensorFlow backend; the active Keras "
-            f"backend is '{backend}'. Run with KERAS_BACKEND=tensorflow (TensorFlow installed), "
-            "or save a .keras file here and export it from a TensorFlow-backend process."
+            f"export(format={format!r}) needs the {' or '.join(allowed)} backend; the active Keras "
+            f"backend is '{backend}'. Run with KERAS_BACKEND={allowed[0]}, or save a .keras file here "
+            f"(model.save('model.keras')) and export it there: KERAS_BACKEND={allowed[0]} "
+            "keras-logits export model.keras <dir>."
         )
+    try:
+        importlib.import_module("tensorflow")
+    except ImportError:
+        raise ImportError(
+            f"export(format={format!r}) writes TensorFlow graphs and needs TensorFlow installed "
+            "(pip install tensorflow), also on the JAX backend."
+        ) from None
 
 
 def require_packages(packages, extra: str, what: str) -> None:
@@ -50,10 +65,12 @@ def serving_model(exposed, *, activation: str, axis: int):
 
 
 class _ClassId(keras.layers.Layer):
-    """Class ids from probabilities, as int64.
+    """Class ids from probabilities: int64 on TensorFlow, int32 elsewhere (cast to int64 on export).
 
-    `tf.argmax(..., output_type=tf.int64)` rather than `keras.ops.argmax`: the
-    latter exports a Bitcast node to ONNX that onnxruntime rejects.
+    `tf.argmax(..., output_type=tf.int64)` rather than `keras.ops.argmax` on
+    TensorFlow: the latter exports a Bitcast node to ONNX that onnxruntime
+    rejects. JAX without x64 has no int64, so there the TensorFlow wrapper of
+    the converted graph casts.
     """
 
     def __init__(self, activation: str, axis: int, **kwargs):
@@ -61,6 +78,10 @@ class _ClassId(keras.layers.Layer):
         self.activation, self.axis = activation, axis
 
     def call(self, probabilities):
+        if keras.backend.backend() != "tensorflow":
+            if self.activation == "sigmoid":
+                return keras.ops.cast(probabilities >= 0.5, "int32")
+            return keras.ops.cast(keras.ops.argmax(probabilities, axis=self.axis), "int32")
         import tensorflow as tf
 
         if self.activation == "sigmoid":
@@ -71,17 +92,52 @@ class _ClassId(keras.layers.Layer):
         shape = list(probabilities.shape)
         if self.activation != "sigmoid":
             del shape[self.axis]
-        return keras.KerasTensor(tuple(shape), dtype="int64")
+        return keras.KerasTensor(tuple(shape), dtype="int64" if keras.backend.backend() == "tensorflow" else "int32")
 
 
 def write(model, directory: str, format: str) -> None:
     """Writes `model`'s serving graph into the existing, empty `directory`."""
-    if format == "tf_saved_model":
+    if format == "tf_saved_model" and keras.backend.backend() == "jax":
+        _write_saved_model_from_jax(model, directory)
+    elif format == "tf_saved_model":
         model.export(directory, format="tf_saved_model", verbose=False)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # tf2onnx probes np.object.
             model.export(os.path.join(directory, ONNX_FILE), format="onnx", verbose=False)
+
+
+def _write_saved_model_from_jax(model, directory: str) -> None:
+    """jax2tf-converts `model` with Keras' ExportArchive; a TensorFlow signature casts class_id to int64.
+
+    The signature takes one keyword argument per model input, named as the
+    inputs, like the TensorFlow backend's `model.export`.
+    """
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec(tuple(t.shape), keras.backend.standardize_dtype(t.dtype), name=t.name)
+             for t in model.inputs]
+    structure = getattr(model, "_inputs_struct", None)
+
+    def call(*tensors):
+        if isinstance(structure, dict):
+            return model(dict(zip(structure, tensors)))
+        return model(list(tensors) if len(tensors) > 1 else tensors[0])
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("outputs", call, input_signature=specs)
+    trackable = archive._tf_trackable  # The tf.Module holding the converted endpoint and the variables.
+    converted = trackable.outputs
+
+    @tf.function(input_signature=specs, autograph=False)
+    def serve(*tensors):
+        outputs = dict(converted(*tensors))
+        outputs["class_id"] = tf.cast(outputs["class_id"], tf.int64)
+        return outputs
+
+    trackable.serve = serve
+    tf.saved_model.save(trackable, directory, signatures={"serving_default": serve.get_concrete_function()})
 
 
 def versions() -> dict:

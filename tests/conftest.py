@@ -10,6 +10,18 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+BACKEND = keras.backend.backend()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `backends("tensorflow", ...)` are skipped, with the reason, on other backends."""
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        if marker is not None and BACKEND not in marker.args:
+            needed = " or ".join(marker.args)
+            item.add_marker(pytest.mark.skip(reason=f"needs the {needed} backend (running {BACKEND})"))
+
+
 def logit_tolerance(reference: np.ndarray) -> float:
     """1e-5 relative to the logit scale, the issue's stated tolerance for logits."""
     return 1e-5 * max(1.0, float(np.abs(reference).max()))

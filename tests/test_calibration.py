@@ -226,6 +226,7 @@ def test_expose_refuses_temperatures_that_do_not_fit_the_head():
 
 
 @pytest.mark.slow
+@pytest.mark.backends("tensorflow", "jax")
 def test_export_bakes_the_temperature_in_and_records_it(tmp_path, trained_digits_cnn, digits):
     _, (x_test, _) = digits
     path = keras_logits.export(trained_digits_cnn, tmp_path / "calibrated", temperature=1.7)

@@ -198,6 +198,7 @@ class _RecordTraces(keras.callbacks.Callback):
         self.counts.append(_TraceCounter.traces)
 
 
+@pytest.mark.backends("tensorflow", "jax")  # torch runs eagerly: every call "traces"
 def test_probe_prediction_does_not_retrace_after_the_first_epoch(digits, tmp_path):
     (x_train, y_train), (x_test, y_test) = digits
     model = keras.Sequential([keras.Input((8, 8, 1)), _TraceCounter(), keras.layers.Flatten(),

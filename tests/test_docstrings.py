@@ -11,7 +11,7 @@ MODULES = [
     "keras_logits.layers",
     "keras_logits.metrics",
     "keras_logits.callbacks",
-    "keras_logits.export_model",
+    pytest.param("keras_logits.export_model", marks=pytest.mark.backends("tensorflow", "jax")),  # exports
     "keras_logits.files",
     "keras_logits.tensorboard_events",
     "keras_logits.scores",

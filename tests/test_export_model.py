@@ -14,6 +14,9 @@ from keras import layers
 import keras_logits
 from tests.conftest import logit_tolerance
 
+# SavedModel export runs on TensorFlow and JAX; tests of other backends' errors override this.
+pytestmark = pytest.mark.backends("tensorflow", "jax")
+
 # An independent consumer: plain TensorFlow in a fresh process that never imports keras_logits.
 CONSUMER = r"""
 import json, sys
@@ -88,6 +91,7 @@ def test_saved_model_cli_lists_the_three_outputs(digits_export):
         assert f"outputs['{name}'] tensor_info:\n        dtype: {dtype}" in serving
 
 
+@pytest.mark.backends("tensorflow")
 @pytest.mark.parametrize("batch_size", [1, 257])
 def test_onnx_export_runs_in_onnxruntime_with_the_same_values(trained_digits_cnn, digits, batch_size, tmp_path):
     import onnxruntime
@@ -145,8 +149,12 @@ def test_existing_export_is_refused_without_overwrite_and_replaced_with_it(train
 class _Noise(layers.Layer):
     """Adds fresh noise on every call: an export that cannot match the in-memory model."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = keras.random.SeedGenerator(1)
+
     def call(self, x):
-        return x + keras.random.uniform(keras.ops.shape(x))
+        return x + keras.random.uniform(keras.ops.shape(x), seed=self.seed)
 
 
 def _snapshot(directory: Path) -> dict:
@@ -239,6 +247,7 @@ def test_export_of_a_model_without_head_says_so(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.backends("tensorflow")
 def test_missing_onnx_dependency_names_the_extra(trained_digits_cnn, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # Python's way to make a package unimportable.
     with pytest.raises(ImportError, match=r"needs tf2onnx.*pip install 'keras-logits\[onnx\]'"):
@@ -250,4 +259,15 @@ def test_unknown_format_and_wrong_class_names_are_refused(trained_digits_cnn, tm
         keras_logits.export(trained_digits_cnn, tmp_path / "x", format="tflite")
     with pytest.raises(ValueError, match="class_names has 3 names, but the head has 10 classes"):
         keras_logits.export(trained_digits_cnn, tmp_path / "x", class_names=["a", "b", "c"])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.backends("jax", "torch")
+def test_backends_that_cannot_write_a_format_say_which_can(tmp_path):
+    model = keras.Sequential([keras.Input((6,)), layers.Dense(3, activation="softmax")])
+    formats = ["onnx"] if keras.backend.backend() == "jax" else ["onnx", "tf_saved_model"]
+    for format in formats:
+        with pytest.raises(RuntimeError, match=f"needs the tensorflow.* backend; the active Keras backend is "
+                                               f"'{keras.backend.backend()}'. Run with KERAS_BACKEND=tensorflow"):
+            keras_logits.export(model, tmp_path / format, format=format)
     assert list(tmp_path.iterdir()) == []

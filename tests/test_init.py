@@ -3,6 +3,8 @@
 import importlib
 import pkgutil
 
+import pytest
+
 import keras_logits
 
 
@@ -29,3 +31,19 @@ def test_importing_the_package_registers_its_layers_for_load_model(tmp_path):
                             text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "['logits', 'probabilities']"
+
+
+@pytest.mark.parametrize("backend", [pytest.param(name, marks=pytest.mark.backends(name)) for name in ("jax", "torch")])
+def test_importing_every_module_does_not_import_tensorflow_until_an_export_runs(backend):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, pkgutil, importlib, keras_logits\n"
+            "for m in pkgutil.iter_modules(keras_logits.__path__):\n"
+            "    importlib.import_module('keras_logits.' + m.name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "KERAS_BACKEND": backend})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -31,6 +31,8 @@ pytestmark = pytest.mark.slow
 def zoo_case(request):
     """(name, original, reference with the same weights and no activation, inputs)."""
     name = request.param
+    if name == "NASNetMobile" and keras.backend.backend() == "torch":
+        pytest.skip("Keras 3.15 refuses NASNetMobile on the torch backend (an upstream bug, it says)")
     side = ZOO[name][0]
     constructor = getattr(keras.applications, name)
     keras.utils.set_random_seed(0)

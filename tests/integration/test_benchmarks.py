@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# The benchmarks measure the TensorFlow backend (their figures are in benchmarks/README.md).
+pytestmark = [pytest.mark.slow, pytest.mark.backends("tensorflow")]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,9 @@ import pytest
 import keras_logits
 from keras_logits.demo import build_digits_cnn
 
-pytestmark = pytest.mark.slow
+# The CLI subprocesses pin KERAS_BACKEND=tensorflow (ONNX export, SavedModel predict); the
+# library code they call is tested on every backend by the unit tests.
+pytestmark = [pytest.mark.slow, pytest.mark.backends("tensorflow")]
 
 
 def cli(*arguments, cwd=None):

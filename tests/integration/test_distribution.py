@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# tf.distribute.MirroredStrategy; the JAX data-parallel test is test_jax_distribution.py.
+pytestmark = [pytest.mark.slow, pytest.mark.backends("tensorflow")]
 
 SCRIPT = r"""
 import json, os, sys

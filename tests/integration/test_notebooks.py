@@ -6,7 +6,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-pytestmark = pytest.mark.slow
+# The tutorials are written for the TensorFlow backend (ONNX export, tf.saved_model.load).
+pytestmark = [pytest.mark.slow, pytest.mark.backends("tensorflow")]
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 

@@ -64,6 +64,7 @@ def test_committed_reference_saved_model_reproduces_recorded_outputs(recorded, t
     _assert_matches_recording(outputs, recorded)
 
 
+@pytest.mark.backends("tensorflow", "jax")
 def test_new_export_keeps_the_reference_signature_manifest_and_values(recorded, tmp_path):
     model = keras.saving.load_model(REFERENCE / "digits_cnn.keras", safe_mode=True)
     path = keras_logits.export(model, tmp_path / "new", class_names=[str(d) for d in range(10)])
