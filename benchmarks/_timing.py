@@ -44,7 +44,32 @@ def machine() -> str:
 
         parts.insert(3, f"JAX {jax.__version__}")
         parts.append(f"device {jax.devices()[0].device_kind}")
+    elif backend == "torch":
+        import torch
+
+        parts.insert(3, f"PyTorch {torch.__version__}")
+        parts.append(f"device {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "CPU only")
     return ", ".join(parts)
+
+
+def has_gpu() -> bool:
+    """Whether the active Keras backend sees a GPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.devices()[0].platform == "gpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
 
 
 def print_table(title: str, rows: list) -> None:

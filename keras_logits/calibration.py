@@ -251,6 +251,11 @@ def reliability_report(logits_or_probabilities, labels, num_bins: int = 15, *, a
     values = as_logits(logits_or_probabilities, activation, name="logits_or_probabilities")
     if len(values) == 0:
         raise ValueError("reliability_report needs at least one sample; got an empty array.")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"logits_or_probabilities contain {int(np.sum(~np.isfinite(values)))} NaN/inf values; calibration "
+            "is undefined for them. Drop those samples first (keras_logits.metrics.NonFiniteLogits counts them)."
+        )
     if from_logits is None:
         from_logits = not _look_like_probabilities(values, activation)
     targets = _targets(labels, values, activation)
@@ -330,7 +335,9 @@ def _targets(labels, logits: np.ndarray, activation: str) -> np.ndarray:
                 f"Class-id labels must be integers in [0, {num_classes}); got values from "
                 f"{ids.min()} to {ids.max()}. One-hot labels need shape ({num_samples}, {num_classes})."
             )
-        return np.eye(num_classes)[ids.astype("int64")]
+        targets = np.zeros((num_samples, num_classes))  # not np.eye(num_classes)[ids]: 10^5 classes
+        targets[np.arange(num_samples), ids.astype("int64")] = 1.0
+        return targets
     targets = labels.astype("float64").reshape(num_samples, -1)
     if targets.shape[1] != num_classes:
         raise ValueError(

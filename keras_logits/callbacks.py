@@ -17,7 +17,7 @@ from keras_logits.checks import ModelCheckWarning, check_model
 from keras_logits.distribution import batch_multiple, is_chief, is_distributed
 from keras_logits.expose_model import LOGITS, PROBABILITIES, ensure_exposed
 from keras_logits import scores
-from keras_logits.files import atomic_write
+from keras_logits.files import atomic_write, remove_stale_temporaries
 from keras_logits.tensorboard_events import EventWriter
 
 PROBE_PREFIX = "probe/"
@@ -127,6 +127,7 @@ class LogitsLogger(keras.callbacks.Callback):
             for directory in (self.log_dir, self.snapshot_dir, self.csv_path and self.csv_path.parent):
                 if directory is not None:
                     _check_writable(Path(directory))
+                    remove_stale_temporaries(directory)  # left by a process killed mid-write
             if self.log_dir is not None:
                 self._writer = EventWriter(str(self.log_dir))
             if self.csv_path is not None:
@@ -260,7 +261,9 @@ def probe_summary(logits: np.ndarray, labels: Optional[np.ndarray], activation: 
             classes = _class_labels(labels, logits)
             correct = p.argmax(axis=1) == classes
             summary["ece"] = expected_calibration_error(p.max(axis=1), correct, num_bins)
-            summary["brier"] = np.mean(((p - np.eye(logits.shape[1])[classes]) ** 2).sum(axis=1))
+            # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_label + 1, without a (classes x classes) eye.
+            p_label = p[np.arange(len(classes)), classes]
+            summary["brier"] = np.mean((p**2).sum(axis=1) - 2.0 * p_label + 1.0)
             summary["accuracy"] = np.mean(correct)
     else:
         p = scores.probabilities(logits, "sigmoid")

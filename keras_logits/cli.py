@@ -15,12 +15,14 @@ from typing import Optional, Sequence
 import numpy as np
 
 
-def _quiet_tensorflow(debug: bool) -> None:
+def _quiet_tensorflow(debug: bool, needs_tensorflow: bool = False) -> None:
     """Imports Keras (and TensorFlow) with their C++ start-up log lines hidden.
 
     TensorFlow 2.21 prints oneDNN / CUDA lines through absl before
     TF_CPP_MIN_LOG_LEVEL is read, so file descriptor 2 is pointed at /dev/null
-    while the backend starts. `--debug` shows everything.
+    while the backend starts. On the JAX backend TensorFlow is imported here
+    only for commands that write or read TensorFlow graphs (`needs_tensorflow`).
+    `--debug` shows everything.
     """
     if debug:
         return
@@ -32,7 +34,7 @@ def _quiet_tensorflow(debug: bool) -> None:
             os.dup2(devnull.fileno(), 2)
             import keras
 
-            if keras.backend.backend() == "tensorflow":
+            if keras.backend.backend() == "tensorflow" or (needs_tensorflow and _tensorflow_installed()):
                 import tensorflow as tf
 
                 tf.get_logger().setLevel("ERROR")
@@ -40,6 +42,12 @@ def _quiet_tensorflow(debug: bool) -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def _tensorflow_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 def _progress(message: str) -> None:
@@ -322,7 +330,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `keras-logits` console script; returns the exit code."""
     arguments = _parser().parse_args(argv)
-    _quiet_tensorflow(arguments.debug)
+    _quiet_tensorflow(arguments.debug, needs_tensorflow=arguments.command in ("export", "predict", "demo"))
     try:
         arguments.run(arguments)
         return 0

@@ -21,12 +21,18 @@ def is_chief(model=None) -> bool:
         if jax.process_count() > 1:
             return jax.process_index() == 0
     strategy = getattr(model, "distribute_strategy", None) if model is not None else None
-    if strategy is None and "tensorflow" in sys.modules:
+    if strategy is None and sys.modules.get("tensorflow") is not None and _backend() == "tensorflow":
         import tensorflow as tf
 
         strategy = tf.distribute.get_strategy()
     extended = getattr(strategy, "extended", None)
     return bool(getattr(extended, "should_checkpoint", True))
+
+
+def _backend() -> str:
+    import keras
+
+    return keras.backend.backend()
 
 
 def is_distributed(model=None) -> bool:

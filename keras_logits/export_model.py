@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_logits import serving, verification
 from keras_logits.expose_model import ensure_exposed
+from keras_logits.files import process_alive
 from keras_logits.layers import Temperature
 
 FORMATS = ("tf_saved_model", "onnx")
@@ -256,21 +257,11 @@ def _remove_stale_siblings(target: Path) -> None:
     for sibling in target.parent.glob(f".{target.name}.*-*-*"):
         kind, _, rest = sibling.name[len(target.name) + 2:].partition("-")
         pid = rest.split("-")[0]
-        if kind not in (_TEMPORARY, _BACKUP) or not pid.isdigit() or _alive(int(pid)):
+        # This process' own leftovers are stale too: its exports clean up before returning.
+        if kind not in (_TEMPORARY, _BACKUP) or not pid.isdigit() or (
+                int(pid) != os.getpid() and process_alive(int(pid))):
             continue
         if kind == _BACKUP and not target.exists():
             os.rename(sibling, target)
         else:
             shutil.rmtree(sibling, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -12,7 +12,7 @@ from typing import IO, Callable, Iterator, Union
 @contextlib.contextmanager
 def _replacing(path: Path, suffix: str) -> Iterator[str]:
     """Yields a temporary sibling of `path`; renames it over `path` on success, removes it on failure."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=suffix, dir=path.parent)
     os.close(handle)
     try:
         yield temporary
@@ -52,3 +52,32 @@ def atomic_keras_save(model, path: Union[str, os.PathLike]) -> Path:
     with _replacing(path, ".keras") as temporary:  # Keras wants the .keras suffix.
         model.save(temporary)
     return path
+
+
+def remove_stale_temporaries(directory: Union[str, os.PathLike]) -> list:
+    """Removes temporaries that a killed process left in `directory`; returns their names.
+
+    Only files named like this module's temporaries (`.<name>.<pid>-<random>.tmp`)
+    whose process no longer runs are removed.
+    """
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for entry in directory.glob(".*.*-*.tmp"):
+        pid = entry.name.rsplit(".", 2)[-2].split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (this process counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,6 +1,7 @@
 """LogitsLogger: TensorBoard events, CSV, npz snapshots and History, checked against independent math."""
 
 import csv
+import os
 from pathlib import Path
 
 import keras
@@ -278,3 +279,21 @@ def test_probe_summary_equals_the_in_step_metrics(activation, labels_kind):
     for metric in keras_logits.metrics.default_metrics(activation):
         metric.update_state(labels, logits)
         assert summary[f"logits/{metric.name}"] == pytest.approx(float(metric.result()), abs=2e-5), metric.name
+
+
+def test_temporaries_of_a_killed_writer_are_removed_at_train_begin(tmp_path):
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, live_pid = int(finished.stdout), os.getpid()
+    stale = tmp_path / f".log.csv.{dead_pid}-abc123.tmp"
+    in_flight = tmp_path / f".log.csv.{live_pid}-def456.tmp"
+    stale.write_text("half a row")
+    in_flight.write_text("being written")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy")
+    model.fit(np.ones((4, 3)), np.zeros(4), verbose=0,
+              callbacks=[LogitsLogger(np.ones((4, 3)), csv_path=tmp_path / "log.csv", snapshots=False)])
+    assert not stale.exists() and in_flight.exists()
+    assert (tmp_path / "log.csv").is_file()

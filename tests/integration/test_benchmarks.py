@@ -4,6 +4,7 @@ It asserts that the benchmarks ran and produced numbers, not timings: timings be
 benchmarks/README.md, measured side by side, never to tests.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -26,15 +27,33 @@ def test_quick_benchmarks_run_and_write_a_table_with_every_section(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     text = output.read_text()
     assert "Notes kept." in text and "Tail kept." in text and "\nold\n" not in text
+    assert "| section | workload | target | CPU ratio | met | detail |" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| section")]
     sections = {row.split("|")[1].strip() for row in rows}
     assert sections == {"inference and expose", "training", "serving", "memory"}
     for row in rows:
-        ratio = float(row.split("|")[3])
+        ratio = float(row.split("|")[4])
         assert ratio > 0 and ratio == ratio  # A positive, finite number was measured.
         assert row.split("|")[5].strip() in ("yes", "no", "")
+    stored = json.loads((tmp_path / "results" / "cpu.json").read_text())
+    assert stored["quick"] and len(stored["rows"]) == len(rows)
     assert any("layers[-2] + Dense re-applied" in row for row in rows)
     assert any("peak RSS" in row for row in rows)
+
+
+def test_a_gpu_run_adds_its_column_beside_the_cpu_one():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.__main__ import table
+
+    cpu = {"machine": "2 CPUs", "date": "2026-11-26", "quick": False,
+           "rows": [["training", "fit", 1.04, "<= 1.03", "cpu detail"], ["serving", "export", 1.0, "<= 1.05", "s"]]}
+    gpu = {"machine": "H100", "date": "2026-11-27", "quick": False,
+           "rows": [["training", "fit", 1.01, "<= 1.03", "gpu detail"]]}
+    lines = table({"cpu": cpu, "gpu": gpu}).splitlines()
+    assert "| section | workload | target | CPU ratio | met | GPU ratio | met | detail |" in lines
+    assert "| training | fit | <= 1.03 | 1.040 | no | 1.010 | yes | cpu detail |" in lines
+    assert "| serving | export | <= 1.05 | 1.000 | yes |  |  | s |" in lines
+    assert any(line.startswith("- GPU column:") and "H100" in line for line in lines)
 
 
 def test_target_parsing():

@@ -132,10 +132,12 @@ def test_lambda_layer_is_refused_without_running_its_code(tmp_path):
     model = keras.Model(inputs, outputs)
     marker.unlink()  # Building the model ran the lambda once, here, in the test process.
     model.save(tmp_path / "evil.keras")
-    for command in (["inspect"], ["expose", "--overwrite"], ["predict"]):
+    for command in (["inspect"], ["expose", "--overwrite"], ["export"], ["predict"]):
         arguments = [command[0], tmp_path / "evil.keras"]
         if command[0] == "expose":
             arguments += [tmp_path / "out.keras"]
+        if command[0] == "export":
+            arguments += [tmp_path / "exported"]
         if command[0] == "predict":
             np.save(tmp_path / "x.npy", np.zeros((1, 4)))
             arguments += [tmp_path / "x.npy"]
@@ -146,7 +148,7 @@ def test_lambda_layer_is_refused_without_running_its_code(tmp_path):
             f"keras-logits: error: Refusing to load '{tmp_path / 'evil.keras'}': layer 'evil' (Lambda) runs Python "
             "code stored in the file. Pass --unsafe (unsafe=True) only if you trust where the file came from."]
     assert not marker.exists()
-    assert not (tmp_path / "out.keras").exists()
+    assert not (tmp_path / "out.keras").exists() and not (tmp_path / "exported").exists()
 
 
 @pytest.mark.parametrize("case", ["missing", "not_saved_model", "truncated", "wrong_shape"])

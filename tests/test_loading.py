@@ -1,0 +1,70 @@
+"""Loading model files never runs code stored in them unless the caller opts in.
+
+Each loading path gets a file whose Lambda layer would write a marker file when run. The
+marker is a relative path (tests run in their tmp_path): a constant in the lambda's code, which
+Keras serializes, unlike default arguments.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_logits.loading import UnsafeModelError, load_keras_model
+
+
+MARKER = "pwned_marker"
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def evil_model(marker, nested=False):
+    inputs = keras.Input((4,))
+    evil = keras.layers.Lambda(lambda x: (open("pwned_marker", "w").write("ran"), x)[1], name="evil")
+    if nested:
+        inner_inputs = keras.Input((4,))
+        evil = keras.Model(inner_inputs, evil(inner_inputs), name="inner")
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(evil(inputs)))
+    marker.unlink()  # building it ran the lambda once, here, in the test process
+    return model
+
+
+@pytest.mark.parametrize("suffix,nested", [(".keras", False), (".keras", True), (".h5", False)])
+def test_load_keras_model_refuses_lambda_layers_without_running_them(tmp_path, suffix, nested):
+    marker = tmp_path / MARKER
+    path = tmp_path / f"evil{suffix}"
+    evil_model(marker, nested).save(path)
+    with pytest.raises(UnsafeModelError, match="layer 'evil' \\(Lambda\\) runs Python code stored in the file"):
+        load_keras_model(path)
+    assert not marker.exists()
+
+
+def test_keras_safe_mode_still_guards_a_file_whose_config_hides_the_lambda(tmp_path):
+    """If the JSON pre-scan missed a layer, Keras' own safe_mode refuses the bytecode."""
+    import json
+    import zipfile
+
+    marker = tmp_path / MARKER
+    path = tmp_path / "evil.keras"
+    evil_model(marker).save(path)
+    disguised = tmp_path / "disguised.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(disguised, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                data = json.dumps(json.loads(data)).replace('"class_name": "Lambda"', '"class_name": "Lambda "').encode()
+            target.writestr(item, data)
+    with pytest.raises(ValueError):
+        load_keras_model(disguised)
+    assert not marker.exists()
+
+
+def test_unsafe_true_is_the_explicit_opt_in(tmp_path):
+    marker = tmp_path / MARKER
+    path = tmp_path / "trusted.keras"
+    evil_model(marker).save(path)
+    model = load_keras_model(path, unsafe=True)
+    model.predict(np.zeros((1, 4)), verbose=0)
+    assert marker.read_text() == "ran"
