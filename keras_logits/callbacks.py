@@ -14,7 +14,8 @@ import numpy as np
 
 from keras_logits.calibration import expected_calibration_error
 from keras_logits.checks import ModelCheckWarning, check_model
-from keras_logits.distribution import batch_multiple, is_chief, is_distributed
+from keras_logits.distribution import (batch_multiple, is_chief, is_distributed, predict_across_processes,
+                                       process_count)
 from keras_logits.expose_model import LOGITS, PROBABILITIES, ensure_exposed
 from keras_logits import scores
 from keras_logits.files import atomic_write, remove_stale_temporaries
@@ -187,6 +188,9 @@ class LogitsLogger(keras.callbacks.Callback):
         """
         count = len(next(iter(self._x.values())) if isinstance(self._x, dict) else
                     self._x[0] if isinstance(self._x, list) else self._x)
+        if process_count() > 1:
+            outputs = predict_across_processes(self._exposed, self._x, self.batch_size)
+            return outputs[LOGITS], outputs[PROBABILITIES]
         if is_distributed(self._exposed):
             # Keras' JAX distribution needs batches divisible by the devices on the batch axis:
             # pad with zeros, then drop the padded rows' outputs.

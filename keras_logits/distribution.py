@@ -1,11 +1,14 @@
-"""Which process writes files: backend-specific distribution details, in one place.
+"""Which process writes files, and how a probe is predicted: distribution details, in one place.
 
-Nothing here imports TensorFlow or JAX; it only asks the backend that is already loaded.
+Nothing here imports TensorFlow or JAX at module level; it only asks the backend
+that is already loaded.
 """
 
 from __future__ import annotations
 
 import sys
+
+import numpy as np
 
 
 def is_chief(model=None) -> bool:
@@ -67,3 +70,69 @@ def batch_multiple() -> int:
     if mesh is None or name not in getattr(mesh, "axis_names", ()):
         return 1
     return int(mesh.shape[list(mesh.axis_names).index(name)])
+
+
+def process_count() -> int:
+    """Number of JAX processes (hosts) training together; 1 when JAX is not in use."""
+    if "jax" not in sys.modules:
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def predict_across_processes(model, x, batch_size: int) -> dict:
+    """`model`'s outputs for all of `x`, each row computed once, on every process (multi-process JAX).
+
+    Keras' `predict` cannot return arrays that span other processes' devices,
+    and with each process feeding its own data it would predict `x` once per
+    process. Here process `i` predicts its contiguous share of `x` on its own
+    devices (with its local copy of the replicated variables, outside the
+    global distribution), and one all-gather gives every process the whole
+    result in order. Every process must call it (it is a collective).
+    """
+    import jax
+    import keras
+    from jax.experimental import multihost_utils
+
+    count = len(next(iter(x.values())) if isinstance(x, dict) else x[0] if isinstance(x, (list, tuple)) else x)
+    share = -(-count // jax.process_count())
+    start = min(jax.process_index() * share, count)
+    local = _rows(x, start, min(start + share, count), pad_to=share)
+
+    def local_copy(variable):
+        value = variable.value
+        if not value.is_fully_replicated:
+            raise NotImplementedError(
+                f"Variable '{variable.path}' is sharded across devices; the multi-process probe needs "
+                "replicated variables (keras.distribution.DataParallel)."
+            )
+        return value.addressable_data(0)
+
+    trainable = [local_copy(v) for v in model.trainable_variables]
+    non_trainable = [local_copy(v) for v in model.non_trainable_variables]
+    forward = jax.jit(lambda t, n, inputs: model.stateless_call(t, n, inputs, training=False)[0])
+    saved = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)  # a local computation: no global layouts
+    try:
+        chunks = [forward(trainable, non_trainable, _rows(local, i, i + batch_size))
+                  for i in range(0, share, batch_size)]
+    finally:
+        keras.distribution.set_distribution(saved)
+    outputs = {key: np.concatenate([np.asarray(chunk[key]) for chunk in chunks]) for key in chunks[0]}
+    gathered = multihost_utils.process_allgather(outputs, tiled=True)
+    # Shares are contiguous and only the last ones are padded, so the first `count` rows are x's, in order.
+    return {key: np.asarray(value)[:count] for key, value in gathered.items()}
+
+
+def _rows(x, start: int, stop: int, pad_to: int = 0):
+    """Rows [start, stop) of an array, list or dict of arrays, zero-padded to `pad_to` rows."""
+    if isinstance(x, dict):
+        return {key: _rows(value, start, stop, pad_to) for key, value in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_rows(value, start, stop, pad_to) for value in x]
+    part = x[start:stop]
+    missing = pad_to - len(part)
+    if missing > 0:
+        part = np.concatenate([part, np.zeros((missing, *part.shape[1:]), dtype=part.dtype)])
+    return part
