@@ -31,11 +31,16 @@ def evil_model(marker, nested=False):
     return model
 
 
+def saved_evil_model(tmp_path, name="evil.keras", nested=False):
+    """(marker path, model file path) of a saved model whose Lambda would write the marker."""
+    marker, path = tmp_path / MARKER, tmp_path / name
+    evil_model(marker, nested).save(path)
+    return marker, path
+
+
 @pytest.mark.parametrize("suffix,nested", [(".keras", False), (".keras", True), (".h5", False)])
 def test_load_keras_model_refuses_lambda_layers_without_running_them(tmp_path, suffix, nested):
-    marker = tmp_path / MARKER
-    path = tmp_path / f"evil{suffix}"
-    evil_model(marker, nested).save(path)
+    marker, path = saved_evil_model(tmp_path, f"evil{suffix}", nested)
     with pytest.raises(UnsafeModelError, match="layer 'evil' \\(Lambda\\) runs Python code stored in the file"):
         load_keras_model(path)
     assert not marker.exists()
@@ -46,9 +51,7 @@ def test_keras_safe_mode_still_guards_a_file_whose_config_hides_the_lambda(tmp_p
     import json
     import zipfile
 
-    marker = tmp_path / MARKER
-    path = tmp_path / "evil.keras"
-    evil_model(marker).save(path)
+    marker, path = saved_evil_model(tmp_path)
     disguised = tmp_path / "disguised.keras"
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(disguised, "w") as target:
         for item in source.infolist():
@@ -62,9 +65,7 @@ def test_keras_safe_mode_still_guards_a_file_whose_config_hides_the_lambda(tmp_p
 
 
 def test_unsafe_true_is_the_explicit_opt_in(tmp_path):
-    marker = tmp_path / MARKER
-    path = tmp_path / "trusted.keras"
-    evil_model(marker).save(path)
+    marker, path = saved_evil_model(tmp_path, "trusted.keras")
     model = load_keras_model(path, unsafe=True)
     model.predict(np.zeros((1, 4)), verbose=0)
     assert marker.read_text() == "ran"
