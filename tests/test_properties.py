@@ -235,5 +235,15 @@ def check_recipe(recipe: Recipe):
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(recipes())
+# Found by hypothesis while this test was written: an output without activation beside a
+# classification output is passed through, not refused (the test's expectation was wrong).
+@example(Recipe(kind="functional", inputs=2, body=(), nested_body=False,
+                head=Head(classes=1, activation="softmax", style="no_activation", between=(), after=(), nested=False),
+                second_output="head", mixed_precision=False))
+# Mixed precision with a nested head behind shape-only layers on both sides of the activation.
+@example(Recipe(kind="functional", inputs=3, body=(("branch", 4, "concat"),), nested_body=True,
+                head=Head(classes=4, activation="softmax", style="activation_layer",
+                          between=("reshape_same", "dropout"), after=("reshape_column_flatten",), nested=True),
+                second_output="regression", mixed_precision=True))
 def test_expose_is_right_or_raises_a_documented_error(recipe):
     check_recipe(recipe)
