@@ -15,7 +15,7 @@ import numpy as np
 from keras_logits.calibration import expected_calibration_error
 from keras_logits.checks import ModelCheckWarning, check_model
 from keras_logits.distribution import (batch_multiple, is_chief, is_distributed, predict_across_processes,
-                                       process_count)
+                                       process_count, row_count, take_rows)
 from keras_logits.expose_model import LOGITS, PROBABILITIES, ensure_exposed
 from keras_logits import scores
 from keras_logits.files import atomic_write, remove_stale_temporaries
@@ -186,8 +186,7 @@ class LogitsLogger(keras.callbacks.Callback):
         retraced after the first. Distributed models use `predict`, which
         splits batches over replicas.
         """
-        count = len(next(iter(self._x.values())) if isinstance(self._x, dict) else
-                    self._x[0] if isinstance(self._x, list) else self._x)
+        count = row_count(self._x)
         if process_count() > 1:
             outputs = predict_across_processes(self._exposed, self._x, self.batch_size)
             return outputs[LOGITS], outputs[PROBABILITIES]
@@ -195,13 +194,13 @@ class LogitsLogger(keras.callbacks.Callback):
             # Keras' JAX distribution needs batches divisible by the devices on the batch axis:
             # pad with zeros, then drop the padded rows' outputs.
             multiple = batch_multiple()
-            padded = _pad(self._x, -count % multiple)
+            padded = take_rows(self._x, 0, count, pad_to=count + -count % multiple)
             batch_size = -(-self.batch_size // multiple) * multiple
             outputs = self._exposed.predict(padded, batch_size=batch_size, verbose=0)
             return np.asarray(outputs[LOGITS])[:count], np.asarray(outputs[PROBABILITIES])[:count]
         logits, probabilities = [], []
         for start in range(0, count, self.batch_size):
-            chunk = _slice(self._x, start, start + self.batch_size)
+            chunk = take_rows(self._x, start, start + self.batch_size)
             outputs = self._exposed.predict_on_batch(chunk)
             logits.append(np.asarray(outputs[LOGITS]))
             probabilities.append(np.asarray(outputs[PROBABILITIES]))
@@ -256,28 +255,33 @@ def probe_summary(logits: np.ndarray, labels: Optional[np.ndarray], activation: 
     """
     logits = np.asarray(logits, dtype="float64").reshape(len(logits), -1)
     summary = {"mean": logits.mean(), "std": logits.std(), "nonfinite": float(np.sum(~np.isfinite(logits)))}
+    # Log-probabilities once: probabilities, confidence and entropy share them (10^5-class probes are large).
     if activation == "softmax" and logits.shape[1] > 1:
-        p = scores.probabilities(logits, "softmax")
+        log_p = scores.log_softmax(logits)
+        p = np.exp(log_p)
+        confidence = p.max(axis=1)
         summary["margin"] = np.mean(scores.margin(logits))
-        summary["confidence"] = np.mean(p.max(axis=1))
-        summary["entropy"] = np.mean(scores.entropy(logits))
+        summary["confidence"] = np.mean(confidence)
+        summary["entropy"] = np.mean(-(p * log_p).sum(axis=1))
         if labels is not None:
             classes = _class_labels(labels, logits)
             correct = p.argmax(axis=1) == classes
-            summary["ece"] = expected_calibration_error(p.max(axis=1), correct, num_bins)
+            summary["ece"] = expected_calibration_error(confidence, correct, num_bins)
             # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_label + 1, without a (classes x classes) eye.
             p_label = p[np.arange(len(classes)), classes]
             summary["brier"] = np.mean((p**2).sum(axis=1) - 2.0 * p_label + 1.0)
             summary["accuracy"] = np.mean(correct)
     else:
-        p = scores.probabilities(logits, "sigmoid")
+        log_p, log_q = scores.log_sigmoid(logits), scores.log_sigmoid(-logits)
+        p, q = np.exp(log_p), np.exp(log_q)
+        confidence = np.maximum(p, q)
         summary["margin"] = np.mean(np.abs(logits))
-        summary["confidence"] = np.mean(np.maximum(p, 1.0 - p))
-        summary["entropy"] = np.mean(scores.entropy(logits, "sigmoid")) / logits.shape[1]
+        summary["confidence"] = np.mean(confidence)
+        summary["entropy"] = np.mean(-(p * log_p + q * log_q))
         if labels is not None:
             targets = np.asarray(labels, dtype="float64").reshape(logits.shape)
             correct = (p >= 0.5) == (targets >= 0.5)
-            summary["ece"] = expected_calibration_error(np.maximum(p, 1.0 - p).ravel(), correct.ravel(), num_bins)
+            summary["ece"] = expected_calibration_error(confidence.ravel(), correct.ravel(), num_bins)
             summary["brier"] = np.mean((p - targets) ** 2)
             summary["accuracy"] = np.mean(correct)
     return {(key if key == "accuracy" else f"{LOGITS}/{key}"): float(value) for key, value in summary.items()}
@@ -320,25 +324,6 @@ def _read_probe(probe):
     if isinstance(probe, tuple) and len(probe) == 2:
         return _as_arrays(probe[0]), np.asarray(probe[1])
     return _as_arrays(probe), None
-
-
-def _pad(x, rows: int):
-    """`x` (array, list or dict of arrays) with `rows` zero rows appended."""
-    if rows == 0:
-        return x
-    if isinstance(x, dict):
-        return {key: _pad(value, rows) for key, value in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_pad(value, rows) for value in x]
-    return np.concatenate([x, np.zeros((rows, *x.shape[1:]), dtype=x.dtype)])
-
-
-def _slice(x, start, stop):
-    if isinstance(x, dict):
-        return {key: value[start:stop] for key, value in x.items()}
-    if isinstance(x, list):
-        return [value[start:stop] for value in x]
-    return x[start:stop]
 
 
 def _as_arrays(x):

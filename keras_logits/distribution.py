@@ -95,10 +95,10 @@ def predict_across_processes(model, x, batch_size: int) -> dict:
     import keras
     from jax.experimental import multihost_utils
 
-    count = len(next(iter(x.values())) if isinstance(x, dict) else x[0] if isinstance(x, (list, tuple)) else x)
+    count = row_count(x)
     share = -(-count // jax.process_count())
     start = min(jax.process_index() * share, count)
-    local = _rows(x, start, min(start + share, count), pad_to=share)
+    local = take_rows(x, start, min(start + share, count), pad_to=share)
 
     def local_copy(variable):
         value = variable.value
@@ -115,7 +115,7 @@ def predict_across_processes(model, x, batch_size: int) -> dict:
     saved = keras.distribution.distribution()
     keras.distribution.set_distribution(None)  # a local computation: no global layouts
     try:
-        chunks = [forward(trainable, non_trainable, _rows(local, i, i + batch_size))
+        chunks = [forward(trainable, non_trainable, take_rows(local, i, i + batch_size))
                   for i in range(0, share, batch_size)]
     finally:
         keras.distribution.set_distribution(saved)
@@ -125,12 +125,21 @@ def predict_across_processes(model, x, batch_size: int) -> dict:
     return {key: np.asarray(value)[:count] for key, value in gathered.items()}
 
 
-def _rows(x, start: int, stop: int, pad_to: int = 0):
+def row_count(x) -> int:
+    """Number of samples in an array, or a list or dict of arrays (one per model input)."""
+    if isinstance(x, dict):
+        x = next(iter(x.values()))
+    elif isinstance(x, (list, tuple)):
+        x = x[0]
+    return len(x)
+
+
+def take_rows(x, start: int, stop: int, pad_to: int = 0):
     """Rows [start, stop) of an array, list or dict of arrays, zero-padded to `pad_to` rows."""
     if isinstance(x, dict):
-        return {key: _rows(value, start, stop, pad_to) for key, value in x.items()}
+        return {key: take_rows(value, start, stop, pad_to) for key, value in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_rows(value, start, stop, pad_to) for value in x]
+        return [take_rows(value, start, stop, pad_to) for value in x]
     part = x[start:stop]
     missing = pad_to - len(part)
     if missing > 0:
