@@ -67,6 +67,7 @@ def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, output_dir: str 
     import keras
 
     import keras_logits
+    from keras_logits.serving import EXPORT_BACKENDS
 
     (x_train, y_train), (x_test, y_test) = load_digits(seed=seed)
     model = build_digits_cnn(seed=seed)
@@ -103,7 +104,7 @@ def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, output_dir: str 
 
     export_dir = os.path.join(output_dir, "saved_model")
     echo("")
-    if keras.backend.backend() not in ("tensorflow", "jax"):
+    if keras.backend.backend() not in EXPORT_BACKENDS["tf_saved_model"]:
         echo(f"Export skipped: SavedModel export needs the TensorFlow or JAX backend, this is "
              f"'{keras.backend.backend()}'. Run the demo with KERAS_BACKEND=tensorflow to export.")
         return DemoResult(model, exposed, accuracy, x_test, y_test, outputs, None)

@@ -59,7 +59,6 @@ with open(os.path.join(out_dir, "result.json"), "w") as file:
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    pytest.importorskip("jax")
     out_dir = tmp_path_factory.mktemp("jax_data_parallel")
     script = out_dir / "script.py"
     script.write_text(SCRIPT)

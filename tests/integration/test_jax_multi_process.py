@@ -126,7 +126,6 @@ def run_processes(tmp_path, processes, log_dir, die=False):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    pytest.importorskip("jax")
     tmp_path = tmp_path_factory.mktemp("multi_process")
     codes, _, errors = run_processes(tmp_path, 2, tmp_path / "logs_two")
     assert codes == [0, 0], errors[0][-3000:] + errors[1][-3000:]
@@ -176,7 +175,6 @@ def test_process_0_exports_the_trained_model(runs):
 
 
 def test_a_dead_process_makes_the_other_fail_within_a_bounded_time(tmp_path):
-    pytest.importorskip("jax")
     codes, seconds, errors = run_processes(tmp_path, 2, tmp_path / "logs", die=True)
     assert codes[1] == -signal.SIGKILL
     assert codes[0] != 0, "process 0 finished although its peer died"
