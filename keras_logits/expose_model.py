@@ -148,11 +148,9 @@ def _temperature_value(temperature):
     """None, a float or a list of floats, from a number, a sequence or a fitted TemperatureScaling."""
     if temperature is None:
         return None
-    if hasattr(temperature, "temperature") and not isinstance(temperature, Temperature):
+    if hasattr(temperature, "temperature"):  # a TemperatureScaling or a Temperature layer
         if temperature.temperature is None:
             raise ValueError("The TemperatureScaling passed as temperature= is not fitted; call fit() first.")
-        temperature = temperature.temperature
-    if isinstance(temperature, Temperature):
         temperature = temperature.temperature
     if hasattr(temperature, "tolist"):
         temperature = temperature.tolist()

@@ -225,13 +225,13 @@ def output_activations(model) -> dict:
     activations = {}
     for name, tensor in model_outputs(model).items():
         size = _size(tensor, -1)
-        operation, _, tensor_index = _operation_of(tensor)
-        while isinstance(operation, keras.Model) or isinstance(operation, _SHAPE_ONLY_LAYERS):
+        operation, node, tensor_index = _operation_of(tensor)
+        while isinstance(operation, (keras.Model, *_SHAPE_ONLY_LAYERS)):
             if isinstance(operation, keras.Model):
                 tensor = list(operation.outputs)[tensor_index]
             else:
-                tensor = _operation_of(tensor)[1].input_tensors[0]
-            operation, _, tensor_index = _operation_of(tensor)
+                tensor = node.input_tensors[0]
+            operation, node, tensor_index = _operation_of(tensor)
         activations[name] = (_output_activation(operation, tensor_index), size)
     return activations
 
@@ -242,7 +242,7 @@ def _output_activation(operation, tensor_index) -> Optional[str]:
     declared = getattr(operation, "activation", None)
     if isinstance(declared, str) and declared in SUPPORTED_ACTIVATIONS:  # LogitsHead: logits, probabilities
         return "linear" if tensor_index == 0 else declared
-    if type(operation).__name__ in ("PreActivation", "Temperature"):
+    if type(operation).__name__ in ("PreActivation", "Temperature"):  # by name: layers imports this module
         return "linear"
     try:
         activation, _, _ = _activation_of(operation)
