@@ -152,16 +152,16 @@ def _describe_loss(loss):
     if isinstance(loss, functools.partial):
         family, from_logits = _describe_loss(loss.func)
         return family, bool(loss.keywords.get("from_logits", from_logits))
-    config = {}
-    if hasattr(loss, "get_config"):
-        try:
-            config = loss.get_config() or {}
-        except (NotImplementedError, TypeError):
-            config = {}
-    name = type(loss).__name__ if not callable(loss) or hasattr(loss, "get_config") else loss.__name__
-    family = _LOSS_FAMILIES.get(name.lower())
-    if family is None:
-        family = _LOSS_FAMILIES.get(str(getattr(loss, "fn", None) and loss.fn.__name__).lower())
+    if not hasattr(loss, "get_config"):  # a loss function: keras.losses.binary_crossentropy, ...
+        return _LOSS_FAMILIES.get(getattr(loss, "__name__", "").lower()), False
+    try:
+        config = loss.get_config() or {}
+    except (NotImplementedError, TypeError):
+        config = {}
+    # A Loss subclass by its class name; a custom LossFunctionWrapper by the function it wraps.
+    family = _LOSS_FAMILIES.get(type(loss).__name__.lower())
+    if family is None and getattr(loss, "fn", None) is not None:
+        family = _LOSS_FAMILIES.get(getattr(loss.fn, "__name__", "").lower())
     return family, bool(config.get("from_logits", False))
 
 
