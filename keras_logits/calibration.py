@@ -36,7 +36,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from keras_logits.head import check_activation
+from keras_logits._activations import check_activation
 from keras_logits.scores import as_logits, log_sigmoid, log_softmax, probabilities
 
 _PROBABILITY_FLOOR = 1e-15  # log(p) of a probability 0 is clipped here when probabilities are given.

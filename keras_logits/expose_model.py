@@ -106,12 +106,14 @@ def expose(
     return keras.Model(model_inputs(model), outputs, name=name or f"{model.name}_exposed")
 
 
-def ensure_exposed(model: keras.Model, *, features: bool = False, temperature=None) -> tuple:
+def ensure_exposed(model: keras.Model, *, features: bool = False, temperature=None,
+                   head: Optional[str] = None) -> tuple:
     """Returns `(exposed model, head of its probabilities)` for an original or exposed model.
 
     An exposed model (outputs `logits` and `probabilities`) is used as it is,
     without its `features` output unless `features=True`; an original model
-    is exposed, picking its single classification output.
+    is exposed, picking its single classification output, or the output named
+    `head` on a model with several.
 
     Example:
 
@@ -123,6 +125,11 @@ def ensure_exposed(model: keras.Model, *, features: bool = False, temperature=No
     """
     outputs = model_outputs(model)
     if LOGITS in outputs and PROBABILITIES in outputs:
+        if head is not None and head not in (LOGITS, PROBABILITIES):
+            raise ValueError(
+                f"head={head!r}, but model '{model.name}' is already exposed (outputs 'logits' and "
+                "'probabilities'); leave out head=, or pass the original model."
+            )
         if temperature is not None:
             raise ValueError(
                 f"Model '{model.name}' is already exposed; a temperature is baked in when exposing. "
@@ -138,10 +145,10 @@ def ensure_exposed(model: keras.Model, *, features: bool = False, temperature=No
             exposed = keras.Model(model.inputs, {LOGITS: outputs[LOGITS], PROBABILITIES: outputs[PROBABILITIES]},
                                   name=model.name)
         return exposed, find_head(model, output=PROBABILITIES)
-    head = find_head(model)
-    exposed = expose(model, features=features, head=head.output_name if len(outputs) > 1 else None,
+    found = find_head(model, output=head)
+    exposed = expose(model, features=features, head=found.output_name if len(outputs) > 1 else None,
                      temperature=temperature)
-    return exposed, head
+    return exposed, found
 
 
 def _temperature_value(temperature):

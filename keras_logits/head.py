@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import keras
 
-SUPPORTED_ACTIVATIONS = ("softmax", "sigmoid")
+from keras_logits._activations import SUPPORTED_ACTIVATIONS, check_activation
 
 # Layers that only move values around: logits stay logits when they pass through.
 _SHAPE_ONLY_LAYERS = (
@@ -448,12 +448,3 @@ def features_tensor(tensor):
         return None
     inputs = node.input_tensors
     return inputs[0] if len(inputs) == 1 else None
-
-
-def check_activation(activation) -> None:
-    """Raises ValueError unless `activation` is 'softmax' or 'sigmoid'."""
-    if activation not in SUPPORTED_ACTIVATIONS:
-        raise ValueError(
-            f"activation={activation!r} is not supported; pass 'softmax' (one class per "
-            "sample) or 'sigmoid' (binary / multi-label)."
-        )

@@ -6,7 +6,7 @@ import threading
 
 import keras
 
-from keras_logits.head import check_activation
+from keras_logits._activations import check_activation
 
 # PreActivation switches the wrapped layer's activation off while it traces the
 # layer's call. Replicas of tf.distribute trace in parallel threads; the lock keeps

@@ -28,7 +28,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_logits.head import check_activation
+from keras_logits._activations import check_activation
 
 _EPSILON = 1e-7
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_logits.head import check_activation
+from keras_logits._activations import check_activation
 
 HIGHER_MEANS_OOD = {
     "max_probability": False,

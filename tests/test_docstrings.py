@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "keras_logits._activations",
     "keras_logits.head",
     "keras_logits.expose_model",
     "keras_logits.layers",
