@@ -14,7 +14,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 
 def test_there_are_notebooks():
     assert [p.name for p in NOTEBOOKS] == ["01_expose_logits.ipynb", "02_logging_during_fit.ipynb",
-                                           "03_export_and_serve.ipynb"]
+                                           "03_export_and_serve.ipynb", "04_calibration_and_ood.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -35,5 +35,7 @@ def test_notebook_executes_without_errors(path, tmp_path):
     if path.stem.startswith("01"):
         assert "pooled features, not 10 logits" in text and "parameters shared: True" in text
         assert "max |logits - reference|: 0.0" in text
+    if path.stem.startswith("04"):
+        assert "held-out ECE" in text and "double-activation" in text and "sigmoid-categorical" in text
     if path.stem.startswith("03"):
         assert "max |onnx - SavedModel| logits:" in text
