@@ -186,7 +186,8 @@ class LogitsHead(keras.layers.Layer):
     the model returns both outputs in one forward pass.
 
     Under a mixed-precision policy the head computes in float32 (unless `dtype`
-    says otherwise), so probabilities do not saturate in float16.
+    says otherwise), so probabilities do not saturate in float16. A Keras mask
+    on the logits (padded tokens) is passed on to both outputs.
 
     Args:
         activation: `"softmax"` (one class per sample) or `"sigmoid"` (binary
@@ -212,6 +213,7 @@ class LogitsHead(keras.layers.Layer):
         super().__init__(**kwargs)
         self.activation = activation
         self.axis = axis
+        self.supports_masking = True
         self.built = True
 
     def call(self, logits):
@@ -220,6 +222,10 @@ class LogitsHead(keras.layers.Layer):
         else:
             probabilities = keras.ops.sigmoid(logits)
         return {"logits": logits, "probabilities": probabilities}
+
+    def compute_mask(self, inputs, previous_mask=None):
+        # Both outputs are positions of the input: a padded step stays padded in each.
+        return {"logits": previous_mask, "probabilities": previous_mask}
 
     def compute_output_shape(self, input_shape):
         return {"logits": input_shape, "probabilities": input_shape}
@@ -258,6 +264,7 @@ class Temperature(keras.layers.Layer):
             kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.temperature = values if isinstance(temperature, (list, tuple)) else values[0]
+        self.supports_masking = True  # elementwise: the input's mask is the output's
         self.built = True
 
     def call(self, logits):
