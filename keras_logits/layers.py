@@ -47,8 +47,8 @@ def _why_not_splittable(layer) -> str:
 def _linear_twin(layer):
     """A shallow copy of `layer` whose activation is linear; same variables, original untouched.
 
-    Built per call from the layer's current attributes (so a layer built, fine-tuned
-    or LoRA-enabled after wrapping is followed), without `Layer.__setattr__`: the twin
+    Built per call from the layer's current attributes (so a layer built or
+    LoRA-enabled after wrapping is followed), without `Layer.__setattr__`: the twin
     is never tracked, registered as a torch submodule or serialized. The original
     model may run the layer in another thread at the same moment; nothing here writes
     to it.
@@ -124,9 +124,9 @@ class PreActivation(keras.layers.Wrapper):
             raise ValueError(
                 "PreActivation splits the activation off Dense, EinsumDense, Conv, ConvTranspose, "
                 "SeparableConv and DepthwiseConv layers (also inside TimeDistributed); got "
-                f"{_why_not_splittable(layer)}. Build that layer with activation=None and apply the "
-                "activation after it as keras.layers.Activation(...); the tensor between them is "
-                "the logits."
+                f"{_why_not_splittable(layer)}. End the model with a Dense or Conv layer without "
+                "activation followed by keras.layers.Activation('softmax') (or 'sigmoid'); the tensor "
+                "between them is the logits."
             )
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
