@@ -22,6 +22,8 @@ import sys
 
 import keras
 
+from keras_logits.head import model_inputs
+
 
 def fold_preprocessor(model: keras.Model) -> keras.Model:
     """Returns `model`, or for a KerasHub task with a preprocessor, one model that takes raw inputs.
@@ -68,7 +70,10 @@ def without_preprocessor(task: keras.Model) -> keras.Model:
     """
     if not isinstance(task, keras.Model):
         raise TypeError(f"Expected a KerasHub task (a keras.Model), got {type(task).__name__}.")
-    return keras.Model(task.input, task.output, name=task.name)
+    outputs = getattr(task, "_outputs_struct", None)
+    if outputs is None:  # Sequential
+        outputs = task.outputs[0] if len(task.outputs) == 1 else task.outputs
+    return keras.Model(model_inputs(task), outputs, name=task.name)
 
 
 def _is_keras_hub_task(model) -> bool:
