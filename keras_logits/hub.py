@@ -143,7 +143,10 @@ def _with_image_converter(task, converter) -> keras.Model:
     x = images
     if converter.image_size is not None:
         config = dict(converter.resizing.get_config(), name=f"{task.name}_resizing")
-        x = keras.layers.Resizing.from_config(config)(x)
+        # Keras' image preprocessing layers default to training=True in call(); without an explicit False, a
+        # direct call of the model (no training=) would run the task's BatchNormalization in training mode and
+        # update its moving statistics. fit() still passes training=True, which Resizing ignores.
+        x = keras.layers.Resizing.from_config(config)(x, training=False)
     if converter.scale is not None or converter.offset is not None:
         # ImageConverter multiplies, then adds, in its compute dtype; Rescaling does the same.
         x = keras.layers.Rescaling(

@@ -150,3 +150,37 @@ def test_custom_preprocessor_subclass_is_refused(raw_images):
 def test_models_that_are_not_tasks_pass_through_unchanged():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     assert hub.fold_preprocessor(model) is model
+
+
+def test_direct_call_matches_predict_and_leaves_batch_norm_statistics(raw_images):
+    # Keras' Resizing defaults to training=True; the fold must not switch the task's BatchNormalization to
+    # training mode when the exposed model is called directly.
+    task = _tiny_resnet_classifier()
+    reference = task.predict(raw_images, verbose=0)
+    before = [np.array(keras.ops.convert_to_numpy(w)) for w in task.weights]
+    exposed = keras_logits.expose(task, activation="softmax")
+    logits = keras.ops.convert_to_numpy(exposed(raw_images)["logits"])
+    np.testing.assert_allclose(logits, reference, rtol=0, atol=logit_tolerance(reference))
+    for old, new in zip(before, task.weights):
+        np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
+
+
+def test_logits_model_of_an_image_task_takes_raw_images(image_task, raw_images):
+    reference = image_task.predict(raw_images, verbose=0)
+    logits = keras_logits.logits_model(image_task, activation="softmax").predict(raw_images, verbose=0)
+    np.testing.assert_allclose(logits, reference, rtol=0, atol=logit_tolerance(reference))
+
+
+# TensorFlow only: JAX's SavedModel path (jax2tf) cannot trace Resizing over images of symbolic size.
+@pytest.mark.backends("tensorflow")
+def test_export_of_an_image_task_serves_task_predict_on_raw_images(raw_images, tmp_path):
+    import tensorflow as tf
+
+    task = _tiny_resnet_classifier(activation="softmax")
+    reference = task.predict(raw_images, verbose=0)
+    keras_logits.export(task, tmp_path / "export")
+    serve = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"]
+    (input_name,) = serve.structured_input_signature[1]
+    outputs = serve(**{input_name: tf.constant(raw_images)})
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), reference, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(outputs["class_id"].numpy(), reference.argmax(axis=-1))
