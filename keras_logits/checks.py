@@ -241,9 +241,10 @@ def _probability_outputs(role: str, model, loss_name: str) -> list:
                  "its activation, is the model that gets trained") if role == "student" else ""
         found.append(Finding(
             "distillation-probabilities", ERROR, output,
-            f"The {role} '{model.name}' outputs {activation} probabilities, but {loss_name} divides its outputs "
-            f"by the temperature and applies softmax: it expects logits, so it distils {activation} of "
-            "probabilities, a wrong target, without any error.",
+            f"The {role} '{model.name}' outputs {activation} probabilities, but {loss_name} expects logits: it "
+            "divides them by the temperature, which does not soften probabilities (with the default loss, T only "
+            "rescales a T = 1 KL), and a KLDivergence loss then applies softmax to probabilities, a wrong target; "
+            "no error is raised.",
             f"Pass keras_logits.logits_model({role}) as the {role} (it shares the weights){extra}."))
     return found
 
