@@ -177,10 +177,10 @@ def _is_multi_hot(labels) -> bool:
 def check_distiller(distiller) -> list:
     """Finds the silent mistakes of a `keras.distillation.Distiller`; `check_model(distiller)` calls it.
 
-    | code                          | what                                                          | severity |
-    |-------------------------------|---------------------------------------------------------------|----------|
-    | `distillation-probabilities`  | teacher or student outputs softmax/sigmoid where logits are expected | error |
-    | `distillation-loss`           | `LogitsDistillation` with a loss other than a `KLDivergence` instance (its default string) | error |
+    | code                         | what                                                        | severity |
+    |------------------------------|-------------------------------------------------------------|----------|
+    | `distillation-probabilities` | teacher or student outputs softmax/sigmoid, logits expected | error    |
+    | `distillation-loss`          | `LogitsDistillation` loss not a `KLDivergence` instance     | error    |
 
     The student's own loss (the `compile(loss=...)` of the distiller) is
     checked against the student's output as `check_model` does.

@@ -27,6 +27,8 @@ from keras_logits.expose_model import LOGITS, expose
 from keras_logits.head import model_outputs
 
 _ACTIVATIONS = ("softmax", "sigmoid")
+# keras.distillation arrived in Keras 3.12; logits_model and distillation_loss work without it.
+_DistillationLoss = getattr(getattr(keras, "distillation", None), "DistillationLoss", object)
 
 
 def logits_model(model: keras.Model, *, activation: Optional[str] = None, head: Optional[str] = None) -> keras.Model:
@@ -107,7 +109,7 @@ def distillation_loss(teacher_logits, student_logits, *, temperature: float = 1.
 
 
 @keras.saving.register_keras_serializable(package="keras_logits")
-class KLDistillation(keras.distillation.DistillationLoss):
+class KLDistillation(_DistillationLoss):
     """`Distiller` loss: `distillation_loss` of the teacher's and student's logits.
 
     Use it in place of `keras.distillation.LogitsDistillation`, whose default

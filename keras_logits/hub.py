@@ -87,8 +87,9 @@ def _is_keras_hub_task(model) -> bool:
 def _foldable_image_converter(task, preprocessor):
     """The task's ImageConverter, when its preprocessing is exactly KerasHub's converter; else refuses."""
     import keras_hub
-    from keras_hub.src.layers.preprocessing.image_converter import ImageConverter
-    from keras_hub.src.models.image_classifier_preprocessor import ImageClassifierPreprocessor
+
+    ImageConverter = keras_hub.layers.ImageConverter
+    ImageClassifierPreprocessor = keras_hub.models.ImageClassifierPreprocessor
 
     converter = getattr(preprocessor, "image_converter", None)
     # Only KerasHub's own code is provably `resize -> * scale -> + offset`; a subclass that overrides a step
