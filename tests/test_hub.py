@@ -184,3 +184,22 @@ def test_export_of_an_image_task_serves_task_predict_on_raw_images(raw_images, t
     outputs = serve(**{input_name: tf.constant(raw_images)})
     np.testing.assert_allclose(outputs["probabilities"].numpy(), reference, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(outputs["class_id"].numpy(), reference.argmax(axis=-1))
+
+
+@pytest.mark.slow  # a subprocess
+def test_cli_predict_on_a_saved_image_task_gives_task_predict(raw_images, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    task = _tiny_resnet_classifier(activation="softmax")
+    task.save(tmp_path / "task.keras")
+    np.save(tmp_path / "raw.npy", raw_images)
+    completed = subprocess.run(
+        [sys.executable, "-m", "keras_logits.cli", "predict", str(tmp_path / "task.keras"), str(tmp_path / "raw.npy"),
+         "--output", str(tmp_path / "predictions.npz")],
+        capture_output=True, text=True, timeout=600, env={**os.environ},
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    written = np.load(tmp_path / "predictions.npz")
+    np.testing.assert_allclose(written["probabilities"], task.predict(raw_images, verbose=0), rtol=0, atol=1e-6)
