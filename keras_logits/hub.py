@@ -101,7 +101,7 @@ def _foldable_image_converter(task, preprocessor):
         and all(getattr(type(converter), name) is getattr(ImageConverter, name)
                 for name in ("call", "_call_python", "_expand_non_channel_dims"))
     )
-    if not same_preprocessing:
+    if not same_preprocessing or len(task.inputs) != 1:
         raise ValueError(_refusal(task, preprocessor, keras_hub))
     if converter.data_format != "channels_last" and _per_channel(converter):
         raise ValueError(
