@@ -28,8 +28,9 @@ _PUBLIC = {
     "reliability_report": "keras_logits.calibration",
     "check_model": "keras_logits.checks",
     "Finding": "keras_logits.checks",
+    "logits_model": "keras_logits.distillation",
 }
-_SUBMODULES = ("calibration", "callbacks", "checks", "layers", "metrics", "plots", "scores")
+_SUBMODULES = ("calibration", "callbacks", "checks", "distillation", "hub", "layers", "metrics", "plots", "scores")
 
 __all__ = sorted([*_PUBLIC, *_SUBMODULES])
 

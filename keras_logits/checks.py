@@ -86,6 +86,8 @@ def check_model(model, loss=None, *, labels=None) -> list:
     >>> [finding.code for finding in keras_logits.check_model(model)]
     ['double-activation']
     """
+    if _is_distiller(model):
+        return check_distiller(model)
     activations = output_activations(model)
     losses = _losses_by_output(loss if loss is not None else getattr(model, "loss", None), list(activations))
     multi_hot = labels is not None and _is_multi_hot(labels)
@@ -170,3 +172,98 @@ def _is_multi_hot(labels) -> bool:
     if labels.ndim < 2 or labels.shape[-1] < 2 or labels.dtype.kind not in "biuf":
         return False
     return bool(np.any((labels.reshape(-1, labels.shape[-1]) > 0.5).sum(axis=1) > 1))
+
+
+def check_distiller(distiller) -> list:
+    """Finds the silent mistakes of a `keras.distillation.Distiller`; `check_model(distiller)` calls it.
+
+    | code                         | what                                                        | severity |
+    |------------------------------|-------------------------------------------------------------|----------|
+    | `distillation-probabilities` | teacher or student outputs softmax/sigmoid, logits expected | error    |
+    | `distillation-loss`          | `LogitsDistillation` loss not a `KLDivergence` instance     | error    |
+
+    The student's own loss (the `compile(loss=...)` of the distiller) is
+    checked against the student's output as `check_model` does.
+
+    Example:
+
+    >>> import keras, keras_logits
+    >>> teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> distiller = keras.distillation.Distiller(
+    ...     teacher, student, keras.distillation.LogitsDistillation(temperature=3.0))
+    >>> sorted({finding.code for finding in keras_logits.check_model(distiller)})
+    ['distillation-loss', 'distillation-probabilities']
+    """
+    import keras
+
+    from keras_logits.distillation import KLDistillation
+
+    logits_losses = [loss for loss in distiller.distillation_losses
+                     if isinstance(loss, (keras.distillation.LogitsDistillation, KLDistillation))]
+    findings = []
+    if logits_losses:
+        for role, model in (("teacher", distiller.teacher), ("student", distiller.student)):
+            findings.extend(_probability_outputs(role, model, type(logits_losses[0]).__name__))
+    for loss in logits_losses:
+        if isinstance(loss, keras.distillation.LogitsDistillation):
+            findings.extend(_logits_distillation_loss_findings(loss))
+    student_loss = getattr(distiller, "_student_loss_for_serialization", None)
+    if student_loss is not None and distiller.student_loss_weight > 0 and _is_graph_model(distiller.student):
+        findings.extend(dataclasses.replace(finding, message=f"Student: {finding.message}")
+                        for finding in check_model(distiller.student, loss=student_loss))
+    return findings
+
+
+def _is_distiller(model) -> bool:
+    import keras
+
+    distillation = getattr(keras, "distillation", None)
+    return distillation is not None and isinstance(model, distillation.Distiller)
+
+
+def _is_graph_model(model) -> bool:
+    try:
+        output_activations(model)
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _probability_outputs(role: str, model, loss_name: str) -> list:
+    if not _is_graph_model(model):
+        return []
+    found = []
+    for output, (activation, _) in output_activations(model).items():
+        if activation not in ("softmax", "sigmoid"):
+            continue
+        extra = (" and compile the Distiller with a from_logits=True student loss; the original student, with "
+                 "its activation, is the model that gets trained") if role == "student" else ""
+        found.append(Finding(
+            "distillation-probabilities", ERROR, output,
+            f"The {role} '{model.name}' outputs {activation} probabilities, but {loss_name} expects logits: it "
+            "divides them by the temperature, which does not soften probabilities (with the default loss, T only "
+            "rescales a T = 1 KL), and a KLDivergence loss then applies softmax to probabilities, a wrong target; "
+            "no error is raised.",
+            f"Pass keras_logits.logits_model({role}) as the {role} (it shares the weights){extra}."))
+    return found
+
+
+def _logits_distillation_loss_findings(distillation) -> list:
+    import keras
+
+    found = []
+    for loss in keras.tree.flatten(distillation.loss):
+        if loss is None or isinstance(loss, keras.losses.KLDivergence):
+            continue
+        name = getattr(loss, "__name__", None) or type(loss).__name__
+        default = " (its default loss='kl_divergence' resolves to this function)" if name == "kl_divergence" else ""
+        found.append(Finding(
+            "distillation-loss", ERROR, "distillation",
+            f"LogitsDistillation's loss is {name}{default}: Keras applies it to the temperature-scaled logits "
+            "themselves, without a softmax, so it is not KL between the tempered distributions (teacher "
+            "[2, 0.5, -1], student [0.1, 0.2, 0.3], T=2: the default gives 3.22, the textbook KL x T^2 0.75).",
+            f"Use keras_logits.distillation.KLDistillation(temperature={distillation.temperature}) "
+            "(activation='sigmoid' for multi-label heads), or "
+            f"LogitsDistillation({distillation.temperature}, loss=keras.losses.KLDivergence()) for softmax heads."))
+    return found

@@ -8,6 +8,7 @@ from typing import Optional
 import keras
 
 from keras_logits.head import Head, features_tensor, find_head, find_heads, model_inputs, model_outputs
+from keras_logits.hub import fold_preprocessor
 from keras_logits.layers import PreActivation, Temperature
 
 LOGITS, PROBABILITIES, FEATURES = "logits", "probabilities", "features"
@@ -77,6 +78,7 @@ def expose(
     >>> bool(np.allclose(outputs["probabilities"], model.predict(np.ones((2, 4)), verbose=0)))
     True
     """
+    model = fold_preprocessor(model)  # a KerasHub task's predict() preprocesses; its graph alone does not
     if head is not None:
         heads = {head: find_head(model, output=head, activation=activation)}
     else:

@@ -19,6 +19,8 @@ MODULES = [
     "keras_logits.calibration",
     "keras_logits.checks",
     "keras_logits.plots",
+    "keras_logits.hub",
+    "keras_logits.distillation",
 ]
 
 
