@@ -122,6 +122,14 @@ def _class_ids(y_true, y_pred):
     return ops.reshape(ops.cast(y_true, "int32"), (-1,)), True
 
 
+def _nan_unless_valid(values, labels, num_classes):
+    """NaN where a class id is outside [0, num_classes): an unlisted void label (255) must not pass as a class.
+
+    Inside a compiled step there is no way to raise; NaN in the logs is the loud answer.
+    """
+    return ops.where(ops.logical_and(labels >= 0, labels < num_classes), values, float("nan"))
+
+
 def _weighted(values, weights):
     """`values * weights`, 0 where the weight is 0 (a NaN logit in a padded position must not count)."""
     return ops.where(weights > 0, values * weights, 0.0)
@@ -332,7 +340,7 @@ class ExpectedCalibrationError(_LogitsMetric):
         probabilities = self._probabilities(rows)
         if self.activation == "softmax":
             predicted = ops.cast(ops.argmax(probabilities, axis=-1), "int32")
-            correct = ops.cast(ops.equal(predicted, labels), "float32")
+            correct = _nan_unless_valid(ops.cast(ops.equal(predicted, labels), "float32"), labels, rows.shape[-1])
             confidence = ops.max(probabilities, axis=-1)
         else:  # every unit is a decision, weighted like its position
             positive = ops.cast(probabilities >= 0.5, "float32")
@@ -343,7 +351,7 @@ class ExpectedCalibrationError(_LogitsMetric):
         bins = ops.one_hot(index, self.num_bins, dtype="float32") * weights[:, None]
         self.bin_counts.assign_add(ops.sum(bins, axis=0))
         self.bin_confidence.assign_add(ops.sum(ops.where(bins > 0, bins * confidence[:, None], 0.0), axis=0))
-        self.bin_correct.assign_add(ops.sum(bins * correct[:, None], axis=0))
+        self.bin_correct.assign_add(ops.sum(ops.where(bins > 0, bins * correct[:, None], 0.0), axis=0))
 
     def result(self):
         gaps = ops.abs(self.bin_confidence - self.bin_correct)
@@ -372,8 +380,10 @@ class BrierScore(_WeightedMean):
     def per_position(self, labels, rows):
         probabilities = self._probabilities(rows)
         if self.activation == "softmax":
-            target = ops.one_hot(labels, rows.shape[-1], dtype="float32")
-            return ops.sum(ops.square(probabilities - target), axis=-1)
+            num_classes = rows.shape[-1]
+            # Clipped for one_hot (torch refuses ids out of range); the NaN marks them instead.
+            target = ops.one_hot(ops.clip(labels, 0, num_classes - 1), num_classes, dtype="float32")
+            return _nan_unless_valid(ops.sum(ops.square(probabilities - target), axis=-1), labels, num_classes)
         return ops.mean(ops.square(probabilities - labels), axis=-1)
 
 
@@ -385,8 +395,10 @@ def default_metrics(activation: str = "softmax", *, num_bins: int = 15, ignore_c
     score. History keys read `logits_mean`, `logits_ece`, ... Every axis of
     the output but the last is a position (pixels, tokens); Keras output masks
     and per-position sample weights are honoured, and positions whose sparse
-    label is `ignore_class` (e.g. 255 "void" pixels) are left out of all eight.
-    ECE, Brier and the non-finite count declare that lower is better.
+    label is `ignore_class` (e.g. 255 "void" pixels) are left out of all eight;
+    any other class id outside [0, C) makes ECE and Brier NaN rather than a
+    wrong number. ECE, Brier and the non-finite count declare that lower is
+    better.
 
     Example:
 

@@ -333,3 +333,9 @@ def test_early_stopping_and_checkpoint_in_auto_mode_minimise_ece_and_brier(tmp_p
     assert plateau.monitor_op == keras.ops.less
     assert stopping.best == pytest.approx(min(history.history["val_ece"]))
     assert (tmp_path / "best.keras").exists()
+
+
+def test_void_labels_without_ignore_class_make_ece_and_brier_nan_not_wrong():
+    got = results(metrics.default_metrics("softmax"), SEG_LABELS, SEG_LOGITS)
+    assert np.isnan(got["ece"]) and np.isnan(got["brier"])
+    assert np.isfinite(got["confidence"])
