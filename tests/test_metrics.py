@@ -284,19 +284,29 @@ def test_segmentation_weighted_metrics_take_per_pixel_sample_weights(segmentatio
         assert values[f"logits_{name}"] == pytest.approx(value, abs=1e-4), name
 
 
-@pytest.fixture(scope="module")
-def token_tagger():
-    """Embedding(mask_zero=True) -> Dense(3) -> Activation("softmax"): the logits carry the padding mask.
+def pre_activation_passes_masks():
+    layer = keras_logits.layers.PreActivation(keras.layers.Dense(3, activation="softmax"))
+    return layer.supports_masking  # Keras sets it for layers that override compute_mask too
 
-    The activation is a separate layer so the exposed logits are the Dense output itself, whose Keras
-    mask does not depend on PreActivation passing masks through.
+
+@pytest.fixture(scope="module", params=["separate", "fused"])
+def token_tagger(request):
+    """Embedding(mask_zero=True) -> Dense(3) -> softmax, exposed: the logits carry the padding mask.
+
+    "separate": the activation is its own layer, so the exposed logits are the Dense output itself.
+    "fused": Dense(3, activation="softmax"); its logits come from PreActivation, which must pass the mask on.
     """
+    if request.param == "fused" and not pre_activation_passes_masks():
+        pytest.skip("PreActivation does not pass Keras masks through on this branch (issue 17, item 2)")
     keras.utils.set_random_seed(5)
     inputs = keras.Input((None,), dtype="int32")
     hidden = keras.layers.Embedding(20, 8, mask_zero=True)(inputs)
-    logits = keras.layers.Dense(3)(hidden)
-    # Not keras.layers.Softmax: it reads a (batch, time) mask as an attention mask over the classes.
-    model = keras.Model(inputs, keras.layers.Activation("softmax", name="tags")(logits))
+    if request.param == "fused":
+        outputs = keras.layers.Dense(3, activation="softmax", name="tags")(hidden)
+    else:
+        # Not keras.layers.Softmax: it reads a (batch, time) mask as an attention mask over the classes.
+        outputs = keras.layers.Activation("softmax", name="tags")(keras.layers.Dense(3)(hidden))
+    model = keras.Model(inputs, outputs)
     rng = np.random.default_rng(5)
     lengths = np.array([7, 2, 5, 1, 4, 6])
     tokens = rng.integers(1, 20, size=(6, 7)) * (np.arange(7)[None, :] < lengths[:, None])
