@@ -155,52 +155,81 @@ def summarize(logits, labels=None, *, activation: str, mask=None, sample_weight=
     """
     if not isinstance(num_bins, (int, np.integer)) or num_bins < 1:
         raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}.")
-    kept = positions(logits, labels, activation=activation, mask=mask, sample_weight=sample_weight,
-                     ignore_class=ignore_class)
-    x, w = kept.values, kept.weights
-    if len(w) == 0:
+    logits = np.asarray(logits)
+    given = [np.asarray(a) for a in (labels, mask, sample_weight) if a is not None]
+    if logits.ndim < 2 or any(a.shape[:1] != logits.shape[:1] for a in given):
+        chunks = [slice(None)]  # one call: positions() refuses with the whole shapes in its message
+    else:
+        # Chunks of whole samples bound the float64 temporaries (a 64x512x512x21 probe is 352M logits).
+        step = max(1, _CHUNK_VALUES // max(int(np.prod(logits.shape[1:])), 1))
+        chunks = [slice(start, start + step) for start in range(0, len(logits), step)]
+
+    def part(array, chunk):
+        return None if array is None else np.asarray(array)[chunk]
+
+    sums = {}
+    for chunk in chunks:
+        kept = positions(logits[chunk], part(labels, chunk), activation=activation, mask=part(mask, chunk),
+                         sample_weight=part(sample_weight, chunk), ignore_class=ignore_class)
+        for key, value in _sums(kept, activation, num_bins).items():
+            sums[key] = sums.get(key, 0.0) + value
+    total = sums.get("weight", 0.0)
+    if not total > 0:
         raise ValueError("No positions left to summarize: every position is masked, has label == "
                          "ignore_class or weight 0. Check the mask and labels.")
-    total = w.sum()
+    mean = sums["logits"] / sums["logit_weight"]
+    summary = {"mean": mean,
+               "std": np.sqrt(max(sums["squares"] / sums["logit_weight"] - mean**2, 0.0)),
+               "nonfinite": sums["nonfinite"]}
+    summary.update({key: sums[key] / total for key in ("margin", "confidence", "entropy", "brier", "accuracy")
+                    if key in sums})
+    if "bin_weight" in sums:
+        summary["ece"] = float(np.abs(sums["bin_confidence"] - sums["bin_correct"]).sum() / sums["bin_weight"].sum())
+    return {key: float(value) for key, value in summary.items()}
 
-    def average(per_position):
-        return float(w @ per_position / total)
 
-    mean = average(x.mean(axis=1))
-    summary = {"mean": mean, "std": float(np.sqrt(max(average(((x - mean) ** 2).mean(axis=1)), 0.0))),
-               "nonfinite": float(np.sum(~np.isfinite(x)))}
+_CHUNK_VALUES = 1 << 22  # logits per chunk in summarize: ~32 MB per float64 temporary
+
+
+def _sums(kept: Positions, activation: str, num_bins: int) -> dict:
+    """Weighted sums of one chunk's per-position statistics; `summarize` adds chunks and divides."""
+    x, w = kept.values, kept.weights
+    if len(w) == 0:
+        return {}
+    sums = {"weight": w.sum(), "logit_weight": w.sum() * x.shape[1], "logits": w @ x.sum(axis=1),
+            "squares": w @ (x**2).sum(axis=1), "nonfinite": float(np.sum(~np.isfinite(x)))}
     if activation == "softmax" and x.shape[1] > 1:
         # Log-probabilities once: probabilities, confidence and entropy share them (10^5-class probes are large).
         log_p = log_softmax(x)
         p = np.exp(log_p)
         confidence = p.max(axis=1)
         top_two = np.partition(x, -2, axis=1)[:, -2:]
-        summary["margin"] = average(top_two[:, 1] - top_two[:, 0])
-        summary["confidence"] = average(confidence)
-        summary["entropy"] = average(-(p * log_p).sum(axis=1))
+        sums["margin"] = w @ (top_two[:, 1] - top_two[:, 0])
+        sums["confidence"] = w @ confidence
+        sums["entropy"] = w @ -(p * log_p).sum(axis=1)
         if kept.labels is not None:
             correct = p.argmax(axis=1) == kept.labels
-            summary["ece"] = expected_calibration_error(confidence, correct, num_bins, weights=w)
+            decisions, decision_weights = (confidence, correct), w
             # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_label + 1, without a (classes x classes) eye.
             p_label = p[np.arange(len(kept.labels)), kept.labels]
-            summary["brier"] = average((p**2).sum(axis=1) - 2.0 * p_label + 1.0)
-            summary["accuracy"] = average(correct)
+            sums["brier"] = w @ ((p**2).sum(axis=1) - 2.0 * p_label + 1.0)
+            sums["accuracy"] = w @ correct
     else:
         log_p, log_q = log_sigmoid(x), log_sigmoid(-x)
         p, q = np.exp(log_p), np.exp(log_q)
         confidence = np.maximum(p, q)
-        summary["margin"] = average(np.abs(x).mean(axis=1))
-        summary["confidence"] = average(confidence.mean(axis=1))
-        summary["entropy"] = average(-(p * log_p + q * log_q).mean(axis=1))
+        sums["margin"] = w @ np.abs(x).mean(axis=1)
+        sums["confidence"] = w @ confidence.mean(axis=1)
+        sums["entropy"] = w @ -(p * log_p + q * log_q).mean(axis=1)
         if kept.labels is not None:
-            targets = kept.labels.reshape(x.shape).astype("float64")
-            correct = (p >= 0.5) == (targets >= 0.5)
-            unit_weights = np.repeat(w, x.shape[1])
-            summary["ece"] = expected_calibration_error(confidence.ravel(), correct.ravel(), num_bins,
-                                                        weights=unit_weights)
-            summary["brier"] = average(((p - targets) ** 2).mean(axis=1))
-            summary["accuracy"] = average(correct.mean(axis=1))
-    return {key: float(value) for key, value in summary.items()}
+            correct = (p >= 0.5) == (kept.labels >= 0.5)
+            decisions, decision_weights = (confidence.ravel(), correct.ravel()), np.repeat(w, x.shape[1])
+            sums["brier"] = w @ ((p - kept.labels) ** 2).mean(axis=1)
+            sums["accuracy"] = w @ correct.mean(axis=1)
+    if kept.labels is not None:
+        sums["bin_weight"], sums["bin_confidence"], sums["bin_correct"] = calibration_bins(
+            *decisions, num_bins, decision_weights)
+    return sums
 
 
 def calibration_bins(confidence: np.ndarray, correct: np.ndarray, num_bins: int, weights=None) -> tuple:

@@ -141,3 +141,17 @@ def test_sigmoid_ignore_class_and_empty_summaries_are_refused():
         statistics.summarize(TOKEN_LOGITS, activation="sigmoid", mask=np.zeros((4, 7)))
     with pytest.raises(ValueError, match=r"logits\[None\]"):
         statistics.positions(np.zeros(3), activation="softmax")
+
+
+def test_summary_in_chunks_of_a_few_samples_equals_the_loop(monkeypatch):
+    monkeypatch.setattr(statistics, "_CHUNK_VALUES", 2 * 20 * 6)     # two images per chunk, the last alone
+    summary = statistics.summarize(SEG_LOGITS, SEG_LABELS, activation="softmax", sample_weight=SEG_WEIGHTS,
+                                   ignore_class=255)
+    for key, value in softmax_reference(SEG_LOGITS, SEG_LABELS, SEG_WEIGHTS).items():
+        assert summary[key] == pytest.approx(value, **TOLERANCE), key
+    monkeypatch.setattr(statistics, "_CHUNK_VALUES", 7 * 3)          # one sentence per chunk
+    summary = statistics.summarize(TOKEN_LOGITS, TOKEN_TARGETS, activation="sigmoid", mask=TOKEN_MASK)
+    for key, value in sigmoid_reference(TOKEN_LOGITS, TOKEN_TARGETS, TOKEN_MASK).items():
+        assert summary[key] == pytest.approx(value, **TOLERANCE), key
+    with pytest.raises(ValueError, match="but there are 3 samples"):
+        statistics.summarize(SEG_LOGITS, SEG_LABELS[:2], activation="softmax")
