@@ -207,13 +207,15 @@ def _sample_positions(logits, activation: str, mask, max_values: int, seed: int)
     if not max_values >= 1:
         raise ValueError(f"max_values must be a positive integer, got {max_values!r}.")
     rows = array.reshape(-1, array.shape[-1])
-    chosen = np.arange(len(rows))
+    candidates = len(rows)  # an int, not np.arange: 16M positions would cost 128 MB of indices
     if mask is not None:
         kept = _to_positions(np.asarray(mask).astype(bool), array.shape[:-1], "mask", "logits")
-        chosen = np.flatnonzero(kept.reshape(-1))
+        candidates = np.flatnonzero(kept.reshape(-1))
+    count = candidates if isinstance(candidates, int) else len(candidates)
     limit = max(1, int(max_values) // rows.shape[1])
-    if len(chosen) > limit:
-        chosen = np.sort(np.random.default_rng(seed).choice(chosen, limit, replace=False))
+    if count <= limit:
+        return as_logits(rows if mask is None else rows[candidates], activation)
+    chosen = np.sort(np.random.default_rng(seed).choice(candidates, limit, replace=False))
     return as_logits(rows[chosen], activation)
 
 
