@@ -30,7 +30,8 @@ _PUBLIC = {
     "Finding": "keras_logits.checks",
     "logits_model": "keras_logits.distillation",
 }
-_SUBMODULES = ("calibration", "callbacks", "checks", "distillation", "hub", "layers", "metrics", "plots", "scores")
+_SUBMODULES = ("calibration", "callbacks", "checks", "distillation", "hub", "layers", "metrics", "plots", "scores",
+               "statistics")
 
 __all__ = sorted([*_PUBLIC, *_SUBMODULES])
 

@@ -21,6 +21,7 @@ MODULES = [
     "keras_logits.plots",
     "keras_logits.hub",
     "keras_logits.distillation",
+    "keras_logits.statistics",
 ]
 
 
