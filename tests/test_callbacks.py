@@ -300,3 +300,52 @@ def test_temporaries_of_a_killed_writer_are_removed_at_train_begin(tmp_path):
               callbacks=[LogitsLogger(np.ones((4, 3)), csv_path=tmp_path / "log.csv", snapshots=False)])
     assert not stale.exists() and in_flight.exists()
     assert (tmp_path / "log.csv").is_file()
+
+
+@pytest.fixture(scope="module")
+def two_input_two_head_model():
+    """Inputs 'image' and 'meta' (model.inputs in that order); outputs 'digit' (softmax) and 'odd' (sigmoid)."""
+    keras.utils.set_random_seed(3)
+    image, meta = keras.Input((8, 8, 1), name="image"), keras.Input((2,), name="meta")
+    features = keras.layers.Concatenate()([keras.layers.Flatten()(image), meta])
+    digit = keras.layers.Dense(10, activation="softmax", name="digit")(features)
+    odd = keras.layers.Dense(1, activation="sigmoid", name="odd")(features)
+    model = keras.Model([image, meta], {"digit": digit, "odd": odd})
+    model.compile(optimizer="adam", loss={"digit": "sparse_categorical_crossentropy", "odd": "binary_crossentropy"})
+    return model
+
+
+def test_dict_probe_in_another_key_order_is_paired_by_input_name_and_head_picks_the_output(
+        digits, tmp_path, two_input_two_head_model):
+    (x_train, y_train), (x_test, y_test) = digits
+    model = two_input_two_head_model
+    meta = np.random.default_rng(0).normal(size=(len(x_test), 2)).astype("float32")
+    probe = ({"meta": meta[:32], "image": x_test[:32]}, y_test[:32])  # keys in the other order
+    logger = LogitsLogger(probe, csv_path=tmp_path / "log.csv", head="digit")
+    train_meta = np.zeros((128, 2), "float32")
+    history = model.fit({"image": x_train[:128], "meta": train_meta},
+                        {"digit": y_train[:128], "odd": (y_train[:128] % 2).astype("float32")},
+                        epochs=1, verbose=0, callbacks=[logger])
+    probabilities = model.predict({"image": x_test[:32], "meta": meta[:32]}, verbose=0)["digit"]
+    expected = np.mean(probabilities.argmax(-1) == y_test[:32])
+    assert history.history["probe_logits_accuracy"][-1] == pytest.approx(expected)
+    snapshot = np.load(tmp_path / "log_snapshots" / "epoch_0000.npz")
+    np.testing.assert_allclose(softmax(snapshot["logits"].astype("float64")), probabilities, atol=1e-5)
+
+
+def test_multi_head_model_without_head_is_refused_naming_head(digits, tmp_path, two_input_two_head_model):
+    (x_train, y_train), (x_test, y_test) = digits
+    probe = {"image": x_test[:4], "meta": np.zeros((4, 2), "float32")}
+    with pytest.raises(ValueError, match="head="):
+        two_input_two_head_model.fit({"image": x_train[:8], "meta": np.zeros((8, 2))},
+                                     {"digit": y_train[:8], "odd": np.zeros(8)}, epochs=1, verbose=0,
+                                     callbacks=[LogitsLogger(probe, snapshots=False)])
+
+
+def test_dict_probe_with_a_wrong_key_names_the_model_inputs(digits, two_input_two_head_model):
+    (x_train, y_train), _ = digits
+    probe = {"img": np.zeros((4, 8, 8, 1)), "meta": np.zeros((4, 2))}
+    with pytest.raises(ValueError, match=r"keys \['img', 'meta'\], but model .* takes inputs \['image', 'meta'\]"):
+        two_input_two_head_model.fit({"image": x_train[:8], "meta": np.zeros((8, 2))},
+                                     {"digit": y_train[:8], "odd": np.zeros(8)}, epochs=1, verbose=0,
+                                     callbacks=[LogitsLogger(probe, snapshots=False, head="digit")])
