@@ -22,6 +22,7 @@ MODULES = [
     "keras_logits.calibration",
     "keras_logits.checks",
     "keras_logits.plots",
+    "keras_logits.statistics",
 ]
 
 
