@@ -13,8 +13,6 @@ from typing import Optional, Union
 import keras
 import numpy as np
 
-from keras_logits import scores
-from keras_logits.calibration import expected_calibration_error
 from keras_logits.checks import ModelCheckWarning, check_model
 from keras_logits.distribution import (batch_multiple, is_chief, is_distributed, predict_across_processes,
                                        process_count, row_count, take_rows)
@@ -23,6 +21,7 @@ from keras_logits.files import atomic_write, remove_stale_temporaries
 from keras_logits.head import model_outputs
 from keras_logits.probe import check_labels, probe_arrays, read_probe
 from keras_logits import snapshots as snapshot_files
+from keras_logits.statistics import summarize
 from keras_logits.tensorboard_events import EventWriter
 
 PROBE_PREFIX = "probe_"
@@ -30,8 +29,6 @@ RUN_DIRECTORY = "keras_logits"
 MASK = "mask"
 # The better direction of the probe values that have one, for Keras' `mode="auto"`.
 DIRECTIONS = {"ece": "min", "brier": "min", "nonfinite": "min", "accuracy": "max"}
-_WITH_LABELS = ("ece", "brier", "accuracy")
-_WITHOUT_LABELS = ("mean", "std", "nonfinite", "margin", "confidence", "entropy")
 
 
 def probe_key(statistic: str) -> str:
@@ -229,6 +226,14 @@ class LogitsLogger(keras.callbacks.Callback):
         mask = getattr(logits, "_keras_mask", None)
         if mask is None:
             mask = getattr(outputs[PROBABILITIES], "_keras_mask", None)
+        if mask is None and self.model is not self._exposed:
+            # An exposed head that drops the mask: the original output's mask, computed from the same inputs.
+            original = model_outputs(self.model).get(head.output_name)
+            mask = getattr(original, "_keras_mask", None)
+            if mask is not None and not all(a is b for a, b in zip(self.model.inputs, self._exposed.inputs)):
+                warnings.warn(f"LogitsLogger cannot compute the Keras mask of model '{self.model.name}' beside the "
+                              "logits; masked (padding) positions count in the probe summaries.", stacklevel=3)
+                mask = None
         if mask is None:
             return self._exposed, positions
         probe_model = keras.Model(self._exposed.inputs,
@@ -245,6 +250,8 @@ class LogitsLogger(keras.callbacks.Callback):
             found = found[:-1]
         fits = any(len(found) == len(want) and all(w is None or w == f for w, f in zip(want, found))
                    for want in (logits_shape, logits_shape[:-1]))
+        if fits and found == logits_shape[:-1] and self._activation == "softmax" and logits_shape[-1] != 1:
+            self._check_class_ids(logits_shape[-1])
         if not fits:
             raise ValueError(
                 f"LogitsLogger probe labels have shape {tuple(self._labels.shape)}, but the logits of model "
@@ -253,6 +260,15 @@ class LogitsLogger(keras.callbacks.Callback):
                 "the logits (one-hot / multi-hot)."
                 .replace("(batch, )", "(batch,)")
             )
+
+    def _check_class_ids(self, classes: int):
+        """Sparse labels must be class ids in range where they count, checked before any epoch."""
+        ids = self._labels if self.ignore_class is None else self._labels[self._labels != self.ignore_class]
+        if ids.size and (np.any(ids != np.round(ids)) or ids.min() < 0 or ids.max() >= classes):
+            hint = (f" If {int(ids.max())} marks positions to skip (e.g. 255 'void' pixels), pass "
+                    f"ignore_class={int(ids.max())}." if ids.max() >= classes and self.ignore_class is None else "")
+            raise ValueError(f"LogitsLogger probe labels must be class ids in [0, {classes}); got values from "
+                             f"{ids.min()} to {ids.max()}.{hint}")
 
     def _snapshot_parent(self) -> Optional[Path]:
         if self.snapshots is False or self.snapshots is None:
@@ -486,67 +502,31 @@ def _run_directory(log_dir: Path, first_epoch: int) -> Path:
 
 
 def _per_position(labels, positions: int, classes: int) -> np.ndarray:
-    """Labels as one row per position: `(P,)` class ids or `(P, classes)`."""
+    """Labels as one row per position: `(P,)` class ids or `(P, classes)`, to store beside sampled logits."""
     labels = np.asarray(labels)
     if labels.size == positions * classes and classes > 1:
         return labels.reshape(positions, classes)
-    return labels.reshape(positions, -1)[:, 0] if labels.size != positions else labels.reshape(positions)
+    return labels.reshape(positions)
 
 
 def probe_summary(logits: np.ndarray, labels: Optional[np.ndarray], activation: str, *, mask=None,
                   ignore_class: Optional[int] = None, num_bins: int = 15) -> dict:
     """Summaries of a probe's logits (and labels), keyed by statistic: `mean`, `ece`, `accuracy`, ...
 
-    The same definitions as `keras_logits.metrics.default_metrics` (a test
-    holds the two equal), computed in NumPy on the host: the probe is already
-    there, and eager Keras metrics would cost more than the probe's forward
-    pass on small models. All axes but the last are positions; `mask` (False:
-    padding) and labels equal to `ignore_class` leave positions out. `ece`,
-    `brier` and `accuracy` need labels.
+    `keras_logits.statistics.summarize`: the definitions of the in-step
+    metrics (a test holds the two equal), computed in NumPy on the host, over
+    every position (all axes but the last); `mask` (False: padding) and labels
+    equal to `ignore_class` leave positions out. `ece`, `brier` and
+    `accuracy` need labels.
+
+    Example:
+
+    >>> import numpy as np
+    >>> probe_summary(np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([0, 0]), "softmax")["accuracy"]
+    0.5
     """
-    logits = np.asarray(logits, dtype="float64")
-    classes = logits.shape[-1] if logits.ndim > 1 else 1
-    logits = logits.reshape(-1, classes)
-    keep = np.ones(len(logits), dtype=bool)
-    if mask is not None:
-        keep &= np.asarray(mask).reshape(-1).astype(bool)
-    if labels is not None:
-        labels = _per_position(labels, len(logits), classes)
-        if ignore_class is not None and labels.ndim == 1:
-            keep &= labels != ignore_class
-        labels = labels[keep]
-    logits = logits[keep]
-    summary = {"mean": logits.mean(), "std": logits.std(), "nonfinite": float(np.sum(~np.isfinite(logits)))}
-    # Log-probabilities once: probabilities, confidence and entropy share them (10^5-class probes are large).
-    if activation == "softmax" and classes > 1:
-        log_p = scores.log_softmax(logits)
-        p = np.exp(log_p)
-        confidence = p.max(axis=1)
-        summary["margin"] = np.mean(scores.margin(logits))
-        summary["confidence"] = np.mean(confidence)
-        summary["entropy"] = np.mean(-(p * log_p).sum(axis=1))
-        if labels is not None:
-            ids = labels.argmax(-1) if labels.ndim == 2 else labels.astype("int64")
-            correct = p.argmax(axis=1) == ids
-            summary["ece"] = expected_calibration_error(confidence, correct, num_bins)
-            # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_label + 1, without a (classes x classes) eye.
-            p_label = p[np.arange(len(ids)), ids]
-            summary["brier"] = np.mean((p**2).sum(axis=1) - 2.0 * p_label + 1.0)
-            summary["accuracy"] = np.mean(correct)
-    else:
-        log_p, log_q = scores.log_sigmoid(logits), scores.log_sigmoid(-logits)
-        p, q = np.exp(log_p), np.exp(log_q)
-        confidence = np.maximum(p, q)
-        summary["margin"] = np.mean(np.abs(logits))
-        summary["confidence"] = np.mean(confidence)
-        summary["entropy"] = np.mean(-(p * log_p + q * log_q))
-        if labels is not None:
-            targets = np.asarray(labels, dtype="float64").reshape(logits.shape)
-            correct = (p >= 0.5) == (targets >= 0.5)
-            summary["ece"] = expected_calibration_error(confidence.ravel(), correct.ravel(), num_bins)
-            summary["brier"] = np.mean((p - targets) ** 2)
-            summary["accuracy"] = np.mean(correct)
-    return {key: float(value) for key, value in summary.items()}
+    return summarize(logits, labels, activation=activation, mask=mask, ignore_class=ignore_class,
+                     num_bins=num_bins)
 
 
 def _check_writable(directory: Path) -> None:
