@@ -59,8 +59,9 @@ class LogitsLogger(keras.callbacks.Callback):
       the front of Keras' callback list; `mode="auto"` of `EarlyStopping`,
       `ModelCheckpoint` and `ReduceLROnPlateau` works for `probe_logits_ece`,
       `_brier`, `_nonfinite` (lower is better) and `_accuracy` (higher));
-      on epochs without a probe the keys are absent, as `val_` keys are with
-      Keras' `validation_freq`;
+      on epochs without a probe (`every_n_epochs > 1`) they are NaN, so
+      Keras' `CSVLogger` has their columns from the first epoch and monitoring
+      callbacks see no improvement (their `patience` counts epochs, not probes);
     - TensorBoard scalars and histograms (`probe_logits`,
       `probe_probabilities`, from at most `max_histogram_values` values) in
       `<log_dir>/keras_logits`, a run of its own beside Keras' `TensorBoard`
@@ -192,6 +193,8 @@ class LogitsLogger(keras.callbacks.Callback):
         self._count = len(arrays[0])
         check_labels(self._labels, self._count)
         self._probe_model, self._positions = self._build_probe_model(head)
+        dummy = np.zeros((1, 2 if self._activation == "softmax" else 1))
+        self._statistics = list(summarize(dummy, None if self._labels is None else [0], activation=self._activation))
         self._check_labels_fit()
         self._chief = is_chief(self.model)
         self._keras_tensorboard = False
@@ -357,6 +360,10 @@ class LogitsLogger(keras.callbacks.Callback):
             result = (outputs, summary)
             if logs is not None:
                 logs.update({probe_key(k): v for k, v in summary.items()})
+        elif logs is not None:
+            # NaN, not absent: Keras' CSVLogger fixes its columns at the first epoch, and a monitoring
+            # callback treats NaN as no improvement (absent, ModelCheckpoint(save_best_only) would save).
+            logs.update({probe_key(k): float("nan") for k in self._statistics})
         self._probed = (epoch, result)
         return result
 
@@ -398,6 +405,8 @@ class LogitsLogger(keras.callbacks.Callback):
         return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
 
     def _write(self, epoch, values, result):
+        if result is None:  # no probe this epoch: no NaN points in TensorBoard
+            values = {key: value for key, value in values.items() if not key.startswith(PROBE_PREFIX)}
         probe_values = {key: value for key, value in values.items() if key.startswith(PROBE_PREFIX)}
         if self._writer is not None:
             # Keras' TensorBoard callback on the same log_dir already has the epoch's logs.
