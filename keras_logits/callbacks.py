@@ -18,7 +18,7 @@ from keras_logits.distribution import (batch_multiple, is_chief, is_distributed,
                                        process_count, row_count, take_rows)
 from keras_logits.expose_model import LOGITS, PROBABILITIES, ensure_exposed
 from keras_logits.files import atomic_write, remove_stale_temporaries
-from keras_logits.head import model_outputs
+from keras_logits.head import model_inputs, model_outputs
 from keras_logits.probe import check_labels, probe_arrays, read_probe
 from keras_logits import snapshots as snapshot_files
 from keras_logits.statistics import summarize
@@ -239,7 +239,7 @@ class LogitsLogger(keras.callbacks.Callback):
                 mask = None
         if mask is None:
             return self._exposed, positions
-        probe_model = keras.Model(self._exposed.inputs,
+        probe_model = keras.Model(model_inputs(self._exposed),
                                   {LOGITS: logits, PROBABILITIES: outputs[PROBABILITIES], MASK: mask})
         return probe_model, positions
 
