@@ -29,7 +29,7 @@ _PUBLIC = {
     "check_model": "keras_logits.checks",
     "Finding": "keras_logits.checks",
 }
-_SUBMODULES = ("calibration", "callbacks", "checks", "layers", "metrics", "plots", "scores")
+_SUBMODULES = ("calibration", "callbacks", "checks", "layers", "metrics", "plots", "scores", "statistics")
 
 __all__ = sorted([*_PUBLIC, *_SUBMODULES])
 

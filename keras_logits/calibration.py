@@ -38,6 +38,10 @@ import numpy as np
 
 from keras_logits._activations import check_activation
 from keras_logits.scores import as_logits, log_sigmoid, log_softmax, probabilities
+from keras_logits.statistics import calibration_bins, expected_calibration_error, positions
+
+__all__ = ["TemperatureScaling", "ReliabilityReport", "reliability_report", "calibration_bins",
+           "expected_calibration_error"]
 
 _PROBABILITY_FLOOR = 1e-15  # log(p) of a probability 0 is clipped here when probabilities are given.
 
@@ -99,21 +103,40 @@ class TemperatureScaling:
         return (f"TemperatureScaling(activation={self.activation!r}, per_class={self.per_class}, "
                 f"temperature={self.temperature!r})")
 
-    def fit(self, logits, labels, sample_weight=None) -> "TemperatureScaling":
+    def fit(self, logits, labels, sample_weight=None, *, mask=None,
+            ignore_class: Optional[int] = None) -> "TemperatureScaling":
         """Fits the temperature on held-out `logits` and `labels`; returns self.
 
+        Every position of a per-position head (pixel, token) is one prediction.
+
         Args:
-            logits: `(num_samples, num_classes)` logits (not probabilities).
-            labels: Softmax: class ids `(num_samples,)` or one-hot / soft
-                labels `(num_samples, num_classes)`. Sigmoid: 0/1 (or soft)
-                targets of the logits' shape.
-            sample_weight: Optional `(num_samples,)` non-negative weights.
+            logits: `(num_samples, num_classes)` or `(batch, ..., num_classes)`
+                logits (not probabilities).
+            labels: Softmax: class ids `(batch, ...)` or one-hot / soft
+                labels of the logits' shape. Sigmoid: 0/1 (or soft) targets
+                of the logits' shape.
+            sample_weight: Optional non-negative weights, `(batch,)` or per
+                position `(batch, ...)`.
+            mask: Optional `(batch, ...)`, truthy where a position counts
+                (e.g. not padding).
+            ignore_class: A class id whose positions are left out (e.g. 255
+                "void" pixels).
+
+        Example:
+
+        >>> import numpy as np
+        >>> pixels = np.zeros((1, 2, 2, 2)); pixels[..., 0] = 4.0        # one 2x2 image, class 0 wins
+        >>> labels = np.array([[[0, 1], [255, 0]]])                      # one void pixel
+        >>> round(TemperatureScaling().fit(pixels, labels, ignore_class=255).temperature, 3)
+        5.771
         """
-        logits = as_logits(logits, self.activation)
+        kept = positions(logits, labels, activation=self.activation, mask=mask, sample_weight=sample_weight,
+                         ignore_class=ignore_class, soft_labels=True)
+        logits = kept.values
         if len(logits) == 0:
-            raise ValueError("TemperatureScaling.fit needs at least one sample; got an empty array.")
-        targets = _targets(labels, logits, self.activation)
-        weights = _weights(sample_weight, len(logits))
+            raise ValueError(_nothing_left("TemperatureScaling.fit", sample_weight))
+        targets = _targets(kept.labels, logits, self.activation)
+        weights = kept.weights / kept.weights.sum()
         if not np.all(np.isfinite(logits)):
             raise ValueError(
                 f"logits contain {int(np.sum(~np.isfinite(logits)))} NaN/inf values; a temperature "
@@ -147,12 +170,12 @@ class TemperatureScaling:
         return self
 
     def transform(self, logits) -> np.ndarray:
-        """Calibrated logits `logits / T` (float64)."""
+        """Calibrated logits `logits / T` (float64), of the input's shape."""
         self._check_fitted()
         return as_logits(logits, self.activation) / self.temperature
 
     def predict_proba(self, logits) -> np.ndarray:
-        """Calibrated probabilities `activation(logits / T)`."""
+        """Calibrated probabilities `activation(logits / T)`, of the input's shape."""
         return probabilities(self.transform(logits), self.activation)
 
     def layer(self, **kwargs):
@@ -220,24 +243,34 @@ class ReliabilityReport:
 
 
 def reliability_report(logits_or_probabilities, labels, num_bins: int = 15, *, activation: str = "softmax",
-                       from_logits: Optional[bool] = None) -> ReliabilityReport:
+                       from_logits: Optional[bool] = None, mask=None, ignore_class: Optional[int] = None,
+                       sample_weight=None) -> ReliabilityReport:
     """ECE, maximum calibration error, Brier score, NLL, accuracy and the per-bin table.
 
-    Softmax: the confidence is the top class probability and a sample is
+    Softmax: the confidence is the top class probability and a prediction is
     correct when the top class is its label. Sigmoid: every label decision
     counts, with confidence `max(p, 1 - p)`, correct when `p >= 0.5` matches the
-    target. Brier: softmax sums over classes per sample; sigmoid averages over
-    labels. These are the definitions of `keras_logits.metrics`.
+    target. Brier: softmax sums over classes per prediction; sigmoid averages
+    over labels. These are the definitions of `keras_logits.metrics`. For a
+    per-position head (`(batch, ..., C)`: pixels, tokens) every position is a
+    prediction; `mask`, `ignore_class` and zero weights leave positions out.
+    With `sample_weight`, every number is weighted except `bin_count` and
+    `num_samples`, which count predictions.
 
     Args:
-        logits_or_probabilities: `(num_samples, num_classes)` logits or
-            probabilities.
-        labels: Class ids or one-hot labels (softmax), 0/1 targets (sigmoid).
+        logits_or_probabilities: `(num_samples, num_classes)` or
+            `(batch, ..., num_classes)` logits or probabilities.
+        labels: Class ids or one-hot labels (softmax), 0/1 targets (sigmoid);
+            see `keras_logits.statistics.positions` for the shapes.
         num_bins: Number of equal-width confidence bins.
         activation: `"softmax"` or `"sigmoid"`.
         from_logits: Whether the values are logits. Default: probabilities if
             every value is in [0, 1] (and, for softmax, rows sum to 1 within
             1e-3), else logits. Pass it when you know.
+        mask: Optional `(batch, ...)`, truthy where a position counts.
+        ignore_class: A class id whose positions are left out (e.g. 255).
+        sample_weight: Optional non-negative weights, `(batch,)` or
+            `(batch, ...)`.
 
     Example:
 
@@ -248,9 +281,12 @@ def reliability_report(logits_or_probabilities, labels, num_bins: int = 15, *, a
     """
     if not isinstance(num_bins, (int, np.integer)) or num_bins < 1:
         raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}.")
-    values = as_logits(logits_or_probabilities, activation, name="logits_or_probabilities")
+    kept = positions(logits_or_probabilities, labels, activation=activation, mask=mask,
+                     sample_weight=sample_weight, ignore_class=ignore_class, soft_labels=True,
+                     name="logits_or_probabilities")
+    values, weights = kept.values, kept.weights
     if len(values) == 0:
-        raise ValueError("reliability_report needs at least one sample; got an empty array.")
+        raise ValueError(_nothing_left("reliability_report", sample_weight))
     if not np.all(np.isfinite(values)):
         raise ValueError(
             f"logits_or_probabilities contain {int(np.sum(~np.isfinite(values)))} NaN/inf values; calibration "
@@ -258,8 +294,7 @@ def reliability_report(logits_or_probabilities, labels, num_bins: int = 15, *, a
         )
     if from_logits is None:
         from_logits = not _look_like_probabilities(values, activation)
-    targets = _targets(labels, values, activation)
-    weights = np.ones(len(values))
+    targets = _targets(kept.labels, values, activation)
     if from_logits:
         p = probabilities(values, activation)
         nll = _nll(values, targets, weights, activation)
@@ -267,27 +302,31 @@ def reliability_report(logits_or_probabilities, labels, num_bins: int = 15, *, a
         if np.any((values < 0) | (values > 1)):
             raise ValueError("from_logits=False, but some values are outside [0, 1]: these are not probabilities.")
         p = values
-        nll = _nll_of_probabilities(p, targets, activation)
+        nll = _nll_of_probabilities(p, targets, weights, activation)
+    total = weights.sum()
     if activation == "softmax":
         confidence = p.max(axis=1)
         correct = p.argmax(axis=1) == targets.argmax(axis=1)
-        brier = np.mean(((p - targets) ** 2).sum(axis=1))
+        brier = weights @ ((p - targets) ** 2).sum(axis=1) / total
+        decision_weights = weights
     else:
         confidence = np.maximum(p, 1.0 - p).ravel()
         correct = ((p >= 0.5) == (targets >= 0.5)).ravel()
-        brier = np.mean((p - targets) ** 2)
-    count, confidence_sum, correct_sum = calibration_bins(confidence, correct, num_bins)
-    filled = count > 0
+        brier = weights @ ((p - targets) ** 2).mean(axis=1) / total
+        decision_weights = np.repeat(weights, p.shape[1])
+    weight, confidence_sum, correct_sum = calibration_bins(confidence, correct, num_bins, decision_weights)
+    count = np.bincount(np.clip((confidence * num_bins).astype("int64"), 0, num_bins - 1), minlength=num_bins)
+    filled = weight > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        bin_confidence = np.where(filled, confidence_sum / count, np.nan)
-        bin_accuracy = np.where(filled, correct_sum / count, np.nan)
+        bin_confidence = np.where(filled, confidence_sum / weight, np.nan)
+        bin_accuracy = np.where(filled, correct_sum / weight, np.nan)
     gaps = np.abs(bin_accuracy - bin_confidence)[filled]
     return ReliabilityReport(
-        ece=float(np.abs(confidence_sum - correct_sum).sum() / len(confidence)),
+        ece=float(np.abs(confidence_sum - correct_sum).sum() / weight.sum()),
         mce=float(gaps.max()) if gaps.size else 0.0,
         brier=float(brier),
         nll=float(nll),
-        accuracy=float(np.mean(correct)),
+        accuracy=float(decision_weights @ correct / decision_weights.sum()),
         num_samples=int(len(values)),
         bin_edges=np.linspace(0.0, 1.0, num_bins + 1),
         bin_count=count.astype("int64"),
@@ -296,19 +335,12 @@ def reliability_report(logits_or_probabilities, labels, num_bins: int = 15, *, a
     )
 
 
-def calibration_bins(confidence: np.ndarray, correct: np.ndarray, num_bins: int) -> tuple:
-    """Per-bin `(count, confidence sum, correct count)` over `num_bins` equal-width bins."""
-    confidence = np.asarray(confidence, dtype="float64")
-    bins = np.clip(np.nan_to_num(confidence * num_bins).astype("int64"), 0, num_bins - 1)
-    return (np.bincount(bins, minlength=num_bins).astype("float64"),
-            np.bincount(bins, confidence, num_bins),
-            np.bincount(bins, np.asarray(correct, dtype="float64"), num_bins))
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, num_bins: int = 15) -> float:
-    """`sum_bins |confidence sum - correct count| / num_samples`."""
-    _, confidence_sum, correct_sum = calibration_bins(confidence, correct, num_bins)
-    return float(np.abs(confidence_sum - correct_sum).sum() / max(len(confidence), 1))
+def _nothing_left(caller: str, sample_weight) -> str:
+    if sample_weight is not None:
+        return (f"{caller}: sample_weight must be non-negative numbers with a positive sum over the positions "
+                "that count; every weight is 0.")
+    return (f"{caller} needs at least one sample; got an empty array (or every position is masked or has "
+            "label == ignore_class).")
 
 
 def _look_like_probabilities(values: np.ndarray, activation: str) -> bool:
@@ -317,44 +349,13 @@ def _look_like_probabilities(values: np.ndarray, activation: str) -> bool:
     return activation == "sigmoid" or bool(np.allclose(values.sum(axis=1), 1.0, atol=1e-3))
 
 
-def _targets(labels, logits: np.ndarray, activation: str) -> np.ndarray:
-    """Labels as float64 targets of the logits' shape, with clear errors."""
-    labels = np.asarray(labels)
-    num_samples, num_classes = logits.shape
-    if labels.shape[:1] != (num_samples,):
-        raise ValueError(
-            f"labels have shape {labels.shape} but there are {num_samples} samples; "
-            "pass one label (or one row of labels) per sample."
-        )
-    if labels.dtype.kind not in "biuf":
-        raise ValueError(f"labels must be numbers, got dtype {labels.dtype}.")
-    if activation == "softmax" and (labels.ndim == 1 or labels.shape[1:] == (1,)):
-        ids = labels.reshape(-1)
-        if np.any(ids != np.round(ids)) or np.any(ids < 0) or np.any(ids >= num_classes):
-            raise ValueError(
-                f"Class-id labels must be integers in [0, {num_classes}); got values from "
-                f"{ids.min()} to {ids.max()}. One-hot labels need shape ({num_samples}, {num_classes})."
-            )
-        targets = np.zeros((num_samples, num_classes))  # not np.eye(num_classes)[ids]: 10^5 classes
-        targets[np.arange(num_samples), ids.astype("int64")] = 1.0
-        return targets
-    targets = labels.astype("float64").reshape(num_samples, -1)
-    if targets.shape[1] != num_classes:
-        raise ValueError(
-            f"labels have {targets.shape[1]} columns but the logits have {num_classes} classes."
-        )
-    if np.any((targets < 0) | (targets > 1)) or not np.all(np.isfinite(targets)):
-        raise ValueError("One-hot / multi-hot labels must be in [0, 1].")
+def _targets(labels: np.ndarray, rows: np.ndarray, activation: str) -> np.ndarray:
+    """`positions`' labels as `(P, C)` float64 targets: ids become one-hot rows, targets stay."""
+    if labels.ndim == 2:
+        return labels
+    targets = np.zeros(rows.shape)  # not np.eye(num_classes)[ids]: 10^5 classes
+    targets[np.arange(len(labels)), labels] = 1.0
     return targets
-
-
-def _weights(sample_weight, num_samples: int) -> np.ndarray:
-    if sample_weight is None:
-        return np.full(num_samples, 1.0 / max(num_samples, 1))
-    weights = np.asarray(sample_weight, dtype="float64").reshape(-1)
-    if weights.shape != (num_samples,) or np.any(weights < 0) or not weights.sum() > 0:
-        raise ValueError(f"sample_weight must be {num_samples} non-negative numbers with a positive sum.")
-    return weights / weights.sum()
 
 
 def _softmax_derivatives(inverse, logits, targets, weights):
@@ -409,9 +410,9 @@ def _nll(logits, targets, weights, activation) -> float:
     return float(weights @ per_sample / weights.sum())
 
 
-def _nll_of_probabilities(p, targets, activation) -> float:
+def _nll_of_probabilities(p, targets, weights, activation) -> float:
     log_p = np.log(np.clip(p, _PROBABILITY_FLOOR, 1.0))
     if activation == "softmax":
-        return float(-np.mean((targets * log_p).sum(axis=1)))
+        return float(-(weights @ (targets * log_p).sum(axis=1)) / weights.sum())
     log_q = np.log(np.clip(1.0 - p, _PROBABILITY_FLOOR, 1.0))
-    return float(-np.mean(targets * log_p + (1 - targets) * log_q))
+    return float(-(weights @ (targets * log_p + (1 - targets) * log_q).mean(axis=1)) / weights.sum())

@@ -25,8 +25,12 @@ Example:
 
 from __future__ import annotations
 
+from typing import Optional
+
 import keras
 from keras import ops
+# Keras 3.15 has no public getter for the mask a layer attached to its output; MeanMetricWrapper uses this one.
+from keras.src.backend import get_keras_mask
 
 from keras_logits._activations import check_activation
 
@@ -34,74 +38,119 @@ _EPSILON = 1e-7
 
 
 class _LogitsMetric(keras.metrics.Metric):
-    """Shared set-up: the activation, whether inputs are logits, and weighted sums."""
+    """Shared set-up: the activation, whether inputs are logits, and the positions that count.
 
-    def __init__(self, activation: str = "softmax", from_logits: bool = True, name=None, dtype=None):
+    All axes of `y_pred` but the last are positions (pixels, tokens); a
+    position counts with the weight `sample_weight x Keras mask x (label !=
+    ignore_class)`, like Keras' `MeanMetricWrapper` applies an output mask.
+    """
+
+    def __init__(self, activation: str = "softmax", from_logits: bool = True, ignore_class: Optional[int] = None,
+                 name=None, dtype=None):
         check_activation(activation)
+        if ignore_class is not None and activation != "softmax":
+            raise ValueError("ignore_class applies to sparse class-id labels of softmax heads; for a sigmoid head, "
+                             "drop positions with a sample_weight of 0 (or a Keras mask).")
         super().__init__(name=name, dtype=dtype)
         self.activation = activation
         self.from_logits = from_logits
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
 
     def _scalar(self, name):
         return self.add_variable(shape=(), initializer="zeros", name=name, aggregation="sum")
 
-    def _probabilities(self, y_pred):
-        y_pred = ops.cast(y_pred, "float32")
+    def _probabilities(self, rows):
         if not self.from_logits:
-            return y_pred
-        return ops.softmax(y_pred, axis=-1) if self.activation == "softmax" else ops.sigmoid(y_pred)
+            return rows
+        return ops.softmax(rows, axis=-1) if self.activation == "softmax" else ops.sigmoid(rows)
+
+    def _positions(self, y_true, y_pred, sample_weight):
+        """`(rows (P, C) float32, labels or None, weights (P,))`: one row per position.
+
+        Softmax labels are `(P,)` int32 class ids (ignored ones replaced by 0,
+        with weight 0); sigmoid labels `(P, C)` float32 targets.
+        """
+        mask = get_keras_mask(y_pred)  # before any conversion, which would drop it
+        y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+        if len(y_pred.shape) == 1:  # one binary logit per sample
+            y_pred = ops.expand_dims(y_pred, -1)
+        position_shape, num_classes = tuple(y_pred.shape[:-1]), y_pred.shape[-1]
+        weights = ops.ones_like(y_pred[..., 0])
+        for factor in (mask, sample_weight):
+            if factor is not None:
+                weights = weights * _over_positions(ops.cast(ops.convert_to_tensor(factor), "float32"),
+                                                    position_shape)
+        rows = ops.reshape(y_pred, (-1, num_classes))
+        weights = ops.reshape(weights, (-1,))
+        labels = None
+        if y_true is not None:
+            y_true = ops.convert_to_tensor(y_true)
+            if self.activation == "softmax":
+                labels, sparse = _class_ids(y_true, y_pred)
+                if self.ignore_class is not None:
+                    if not sparse:
+                        raise ValueError("ignore_class applies to sparse class-id labels; with one-hot labels "
+                                         "give the positions to skip a sample_weight of 0.")
+                    kept = ops.not_equal(labels, self.ignore_class)
+                    weights = weights * ops.cast(kept, "float32")
+                    labels = ops.where(kept, labels, 0)  # torch's one_hot refuses ids out of range
+            else:
+                labels = ops.reshape(ops.cast(y_true, "float32"), ops.shape(rows))
+        return rows, labels, weights
 
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation, "from_logits": self.from_logits}
+        return {**super().get_config(), "activation": self.activation, "from_logits": self.from_logits,
+                "ignore_class": self.ignore_class}
 
 
-def _per_sample_weight(sample_weight, batch_like):
-    """A (batch,) float32 weight: ones when None; (batch, 1) weights are flattened."""
-    if sample_weight is None:
-        return ops.ones((ops.shape(batch_like)[0],), dtype="float32")
-    return ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+def _over_positions(factor, position_shape):
+    """A `(batch,)`, `(batch, 1)` or `(batch, ...)` weight or mask, shaped to broadcast over the positions."""
+    rank = len(position_shape)
+    while (len(factor.shape) > 1 and factor.shape[-1] == 1
+           and (len(factor.shape) > rank or position_shape[len(factor.shape) - 1] != 1)):
+        factor = ops.squeeze(factor, axis=-1)  # Keras' (batch, 1) sample weights
+    while len(factor.shape) < rank:
+        factor = ops.expand_dims(factor, -1)
+    return factor
 
 
-def _as_tensors(y_true, y_pred):
-    y_pred = ops.convert_to_tensor(y_pred)
-    return (None if y_true is None else ops.convert_to_tensor(y_true)), y_pred
+def _class_ids(y_true, y_pred):
+    """`((P,) int32 class ids, whether they were sparse)` from ids `(batch, ...)`, `(batch, ..., 1)` or one-hot."""
+    num_classes = y_pred.shape[-1]
+    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == num_classes and num_classes > 1:
+        return ops.reshape(ops.cast(ops.argmax(y_true, axis=-1), "int32"), (-1,)), False
+    return ops.reshape(ops.cast(y_true, "int32"), (-1,)), True
 
 
-def _flat_rows(values):
-    """(batch, ...) -> (batch, units) so per-sample reductions have one shape."""
-    trailing = values.shape[1:]
-    if all(size is not None for size in trailing):
-        units = 1
-        for size in trailing:
-            units *= size
-        return ops.reshape(values, (-1, units))
-    return ops.reshape(values, (ops.shape(values)[0], -1))
+def _nan_unless_valid(values, labels, num_classes):
+    """NaN where a class id is outside [0, num_classes): an unlisted void label (255) must not pass as a class.
+
+    Inside a compiled step there is no way to raise; NaN in the logs is the loud answer.
+    """
+    return ops.where(ops.logical_and(labels >= 0, labels < num_classes), values, float("nan"))
 
 
-def _sparse_labels(y_true, num_classes):
-    """Integer class labels from sparse (batch,) / (batch, 1) or one-hot (batch, classes) labels."""
-    if len(y_true.shape) >= 2 and y_true.shape[-1] == num_classes and num_classes > 1:
-        return ops.argmax(y_true, axis=-1)
-    return ops.reshape(ops.cast(y_true, "int32"), (-1,))
+def _weighted(values, weights):
+    """`values * weights`, 0 where the weight is 0 (a NaN logit in a padded position must not count)."""
+    return ops.where(weights > 0, values * weights, 0.0)
 
 
 class _WeightedMean(_LogitsMetric):
-    """Mean over samples of a per-sample statistic, weighted."""
+    """Mean over positions of a per-position statistic, weighted."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.total = self._scalar("total")
         self.count = self._scalar("count")
 
-    def per_sample(self, y_true, y_pred):
+    def per_position(self, labels, rows):
+        """`(P,)` statistic of `(P, C)` rows."""
         raise NotImplementedError
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _as_tensors(y_true, y_pred)
-        values = ops.reshape(self.per_sample(y_true, y_pred), (-1,))
-        weight = _per_sample_weight(sample_weight, values)
-        self.total.assign_add(ops.sum(values * weight))
-        self.count.assign_add(ops.sum(weight))
+        rows, labels, weights = self._positions(y_true, y_pred, sample_weight)
+        self.total.assign_add(ops.sum(_weighted(self.per_position(labels, rows), weights)))
+        self.count.assign_add(ops.sum(weights))
 
     def result(self):
         return ops.divide_no_nan(self.total, self.count)
@@ -109,7 +158,7 @@ class _WeightedMean(_LogitsMetric):
 
 @keras.saving.register_keras_serializable(package="keras_logits")
 class LogitMean(_WeightedMean):
-    """Mean of the logits over samples and classes.
+    """Mean of the logits over positions and classes.
 
     Example:
 
@@ -120,8 +169,8 @@ class LogitMean(_WeightedMean):
     def __init__(self, name="mean", **kwargs):
         super().__init__(name=name, **kwargs)
 
-    def per_sample(self, y_true, y_pred):
-        return ops.mean(_flat_rows(ops.cast(y_pred, "float32")), axis=-1)
+    def per_position(self, labels, rows):
+        return ops.mean(rows, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_logits")
@@ -141,12 +190,10 @@ class LogitStd(_LogitsMetric):
         self.count = self._scalar("count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _as_tensors(y_true, y_pred)
-        rows = _flat_rows(ops.cast(y_pred, "float32"))
-        weight = _per_sample_weight(sample_weight, rows)[:, None] * ops.ones_like(rows)
-        self.total.assign_add(ops.sum(rows * weight))
-        self.total_squares.assign_add(ops.sum(ops.square(rows) * weight))
-        self.count.assign_add(ops.sum(weight))
+        rows, _, weights = self._positions(y_true, y_pred, sample_weight)
+        self.total.assign_add(ops.sum(_weighted(ops.sum(rows, axis=-1), weights)))
+        self.total_squares.assign_add(ops.sum(_weighted(ops.sum(ops.square(rows), axis=-1), weights)))
+        self.count.assign_add(ops.sum(weights) * rows.shape[-1])
 
     def result(self):
         mean = ops.divide_no_nan(self.total, self.count)
@@ -170,11 +217,10 @@ class TopMargin(_WeightedMean):
     def __init__(self, name="margin", **kwargs):
         super().__init__(name=name, **kwargs)
 
-    def per_sample(self, y_true, y_pred):
-        logits = _flat_rows(ops.cast(y_pred, "float32"))
-        if self.activation == "sigmoid" or logits.shape[-1] == 1:
-            return ops.mean(ops.abs(logits), axis=-1)
-        top_two, _ = ops.top_k(logits, k=2)
+    def per_position(self, labels, rows):
+        if self.activation == "sigmoid" or rows.shape[-1] == 1:
+            return ops.mean(ops.abs(rows), axis=-1)
+        top_two, _ = ops.top_k(rows, k=2)
         return top_two[:, 0] - top_two[:, 1]
 
 
@@ -192,8 +238,8 @@ class MeanConfidence(_WeightedMean):
     def __init__(self, name="confidence", **kwargs):
         super().__init__(name=name, **kwargs)
 
-    def per_sample(self, y_true, y_pred):
-        probabilities = _flat_rows(self._probabilities(y_pred))
+    def per_position(self, labels, rows):
+        probabilities = self._probabilities(rows)
         if self.activation == "softmax":
             return ops.max(probabilities, axis=-1)
         return ops.mean(ops.maximum(probabilities, 1.0 - probabilities), axis=-1)
@@ -215,15 +261,13 @@ class MeanEntropy(_WeightedMean):
     def __init__(self, name="entropy", **kwargs):
         super().__init__(name=name, **kwargs)
 
-    def per_sample(self, y_true, y_pred):
-        values = ops.cast(y_pred, "float32")
+    def per_position(self, labels, rows):
         if self.activation == "softmax":
             if self.from_logits:
-                log_p = ops.log_softmax(values, axis=-1)
+                log_p = ops.log_softmax(rows, axis=-1)
             else:
-                log_p = ops.log(ops.clip(values, _EPSILON, 1.0))
+                log_p = ops.log(ops.clip(rows, _EPSILON, 1.0))
             return -ops.sum(ops.exp(log_p) * log_p, axis=-1)
-        rows = _flat_rows(values)
         if self.from_logits:
             # log(sigmoid(x)) = -softplus(-x), log(1 - sigmoid(x)) = -softplus(x).
             p = ops.sigmoid(rows)
@@ -236,7 +280,9 @@ class MeanEntropy(_WeightedMean):
 
 @keras.saving.register_keras_serializable(package="keras_logits")
 class NonFiniteLogits(_LogitsMetric):
-    """Number of NaN or infinite logit values seen this epoch.
+    """Number of NaN or infinite logit values seen this epoch, at the positions that count.
+
+    Lower is better (`EarlyStopping(mode="auto")` knows it).
 
     Example:
 
@@ -248,11 +294,12 @@ class NonFiniteLogits(_LogitsMetric):
     def __init__(self, name="nonfinite", **kwargs):
         super().__init__(name=name, **kwargs)
         self.count = self._scalar("count")
+        self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _as_tensors(y_true, y_pred)
-        finite = ops.cast(ops.isfinite(ops.cast(y_pred, "float32")), "float32")
-        self.count.assign_add(ops.sum(1.0 - finite))
+        rows, _, weights = self._positions(y_true, y_pred, sample_weight)
+        nonfinite = ops.sum(1.0 - ops.cast(ops.isfinite(rows), "float32"), axis=-1)
+        self.count.assign_add(ops.sum(ops.where(weights > 0, nonfinite, 0.0)))
 
     def result(self):
         return ops.convert_to_tensor(self.count)  # A tensor, not the variable (JAX traces results).
@@ -263,10 +310,11 @@ class ExpectedCalibrationError(_LogitsMetric):
     """Streaming expected calibration error over `num_bins` equal-width confidence bins.
 
     ECE = sum over bins of |sum of confidences - number correct| / number of
-    predictions. Softmax: confidence is the top probability, correct means
-    argmax equals the label. Sigmoid: every unit is a binary prediction with
-    confidence max(p, 1 - p). State is three `(num_bins,)` vectors, filled with
-    one-hot bin masks (no bincount, no boolean_mask).
+    predictions (weighted). Softmax: every position is a prediction, its
+    confidence the top probability, correct when the argmax equals the label.
+    Sigmoid: every unit is a binary prediction with confidence max(p, 1 - p).
+    State is three `(num_bins,)` vectors, filled with one-hot bin masks (no
+    bincount, no boolean_mask). Lower is better.
 
     Reference: Guo et al., "On Calibration of Modern Neural Networks", 2017.
 
@@ -281,36 +329,29 @@ class ExpectedCalibrationError(_LogitsMetric):
     def __init__(self, num_bins: int = 15, name="ece", **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_bins = int(num_bins)
+        self._direction = "down"
         vector = dict(shape=(self.num_bins,), initializer="zeros", aggregation="sum")
         self.bin_counts = self.add_variable(name="bin_counts", **vector)
         self.bin_confidence = self.add_variable(name="bin_confidence", **vector)
         self.bin_correct = self.add_variable(name="bin_correct", **vector)
 
-    def _confidence_and_correct(self, y_true, y_pred):
-        probabilities = self._probabilities(y_pred)
-        if self.activation == "softmax":
-            rows = ops.reshape(probabilities, (-1, probabilities.shape[-1]))
-            labels = _sparse_labels(y_true, rows.shape[-1])
-            predicted = ops.cast(ops.argmax(rows, axis=-1), "int32")
-            correct = ops.cast(ops.equal(predicted, ops.cast(labels, "int32")), "float32")
-            return ops.max(rows, axis=-1), correct, None
-        rows = _flat_rows(probabilities)
-        labels = ops.reshape(ops.cast(y_true, "float32"), ops.shape(rows))
-        positive = ops.cast(rows >= 0.5, "float32")
-        correct = ops.cast(ops.equal(positive, ops.cast(labels >= 0.5, "float32")), "float32")
-        return ops.reshape(ops.maximum(rows, 1.0 - rows), (-1,)), ops.reshape(correct, (-1,)), rows.shape[-1]
-
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _as_tensors(y_true, y_pred)
-        confidence, correct, units = self._confidence_and_correct(y_true, y_pred)
-        weight = _per_sample_weight(sample_weight, y_pred)
-        if units is not None:  # Sigmoid: one weight per unit.
-            weight = ops.reshape(ops.repeat(weight[:, None], units, axis=1), (-1,))
+        rows, labels, weights = self._positions(y_true, y_pred, sample_weight)
+        probabilities = self._probabilities(rows)
+        if self.activation == "softmax":
+            predicted = ops.cast(ops.argmax(probabilities, axis=-1), "int32")
+            correct = _nan_unless_valid(ops.cast(ops.equal(predicted, labels), "float32"), labels, rows.shape[-1])
+            confidence = ops.max(probabilities, axis=-1)
+        else:  # every unit is a decision, weighted like its position
+            positive = ops.cast(probabilities >= 0.5, "float32")
+            correct = ops.reshape(ops.cast(ops.equal(positive, ops.cast(labels >= 0.5, "float32")), "float32"), (-1,))
+            confidence = ops.reshape(ops.maximum(probabilities, 1.0 - probabilities), (-1,))
+            weights = ops.reshape(ops.repeat(weights[:, None], rows.shape[-1], axis=1), (-1,))
         index = ops.clip(ops.cast(ops.floor(confidence * self.num_bins), "int32"), 0, self.num_bins - 1)
-        mask = ops.one_hot(index, self.num_bins, dtype="float32") * weight[:, None]
-        self.bin_counts.assign_add(ops.sum(mask, axis=0))
-        self.bin_confidence.assign_add(ops.sum(mask * confidence[:, None], axis=0))
-        self.bin_correct.assign_add(ops.sum(mask * correct[:, None], axis=0))
+        bins = ops.one_hot(index, self.num_bins, dtype="float32") * weights[:, None]
+        self.bin_counts.assign_add(ops.sum(bins, axis=0))
+        self.bin_confidence.assign_add(ops.sum(ops.where(bins > 0, bins * confidence[:, None], 0.0), axis=0))
+        self.bin_correct.assign_add(ops.sum(ops.where(bins > 0, bins * correct[:, None], 0.0), axis=0))
 
     def result(self):
         gaps = ops.abs(self.bin_confidence - self.bin_correct)
@@ -324,6 +365,8 @@ class ExpectedCalibrationError(_LogitsMetric):
 class BrierScore(_WeightedMean):
     """Mean Brier score: sum over classes of (p - one_hot(label))^2 (sigmoid: mean over units).
 
+    Lower is better.
+
     Example:
 
     >>> m = BrierScore(from_logits=False); m.update_state([1], [[0.2, 0.8]]); round(float(m.result()), 4)
@@ -332,30 +375,37 @@ class BrierScore(_WeightedMean):
 
     def __init__(self, name="brier", **kwargs):
         super().__init__(name=name, **kwargs)
+        self._direction = "down"
 
-    def per_sample(self, y_true, y_pred):
-        probabilities = _flat_rows(self._probabilities(y_pred))
+    def per_position(self, labels, rows):
+        probabilities = self._probabilities(rows)
         if self.activation == "softmax":
-            labels = _sparse_labels(y_true, probabilities.shape[-1])
-            target = ops.one_hot(labels, probabilities.shape[-1], dtype="float32")
-            return ops.sum(ops.square(probabilities - target), axis=-1)
-        target = ops.reshape(ops.cast(y_true, "float32"), ops.shape(probabilities))
-        return ops.mean(ops.square(probabilities - target), axis=-1)
+            num_classes = rows.shape[-1]
+            # Clipped for one_hot (torch refuses ids out of range); the NaN marks them instead.
+            target = ops.one_hot(ops.clip(labels, 0, num_classes - 1), num_classes, dtype="float32")
+            return _nan_unless_valid(ops.sum(ops.square(probabilities - target), axis=-1), labels, num_classes)
+        return ops.mean(ops.square(probabilities - labels), axis=-1)
 
 
-def default_metrics(activation: str = "softmax", *, num_bins: int = 15) -> list:
+def default_metrics(activation: str = "softmax", *, num_bins: int = 15, ignore_class: Optional[int] = None) -> list:
     """The metrics to attach to the `"logits"` output: a fresh list each call.
 
     Logit mean and std, top-1 margin, non-finite count, and from the
     probabilities: confidence, entropy, expected calibration error and Brier
-    score. History keys read `logits_mean`, `logits_ece`, ...
+    score. History keys read `logits_mean`, `logits_ece`, ... Every axis of
+    the output but the last is a position (pixels, tokens); Keras output masks
+    and per-position sample weights are honoured, and positions whose sparse
+    label is `ignore_class` (e.g. 255 "void" pixels) are left out of all eight;
+    any other class id outside [0, C) makes ECE and Brier NaN rather than a
+    wrong number. ECE, Brier and the non-finite count declare that lower is
+    better.
 
     Example:
 
     >>> [m.name for m in default_metrics("sigmoid")]
     ['mean', 'std', 'margin', 'nonfinite', 'confidence', 'entropy', 'ece', 'brier']
     """
-    common = dict(activation=activation)
+    common = dict(activation=activation, ignore_class=ignore_class)
     return [
         LogitMean(**common),
         LogitStd(**common),

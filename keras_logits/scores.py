@@ -2,8 +2,11 @@
 
 Every function takes logits of shape `(num_samples, num_classes)` (NumPy, or
 any array NumPy can read: a TensorFlow, JAX or CPU torch tensor) and returns a
-float64 NumPy vector with one score per sample, computed in float64 from the
-logits: a float32 softmax saturates at 1.0 for logits ~17 apart, float64 at ~37;
+float64 NumPy vector with one score per sample. Per-position heads give
+`(batch, ..., num_classes)` logits (pixels, tokens): the classes are the last
+axis, every other axis is a position, and the scores come back as
+`(batch, ...)`, one per position; the softmax is over the class axis only.
+Scores are computed in float64 from the logits: a float32 softmax saturates at 1.0 for logits ~17 apart, float64 at ~37;
 `entropy`, `energy` and `margin` keep ranking samples far beyond that.
 
 Which direction means "more likely out-of-distribution (or misclassified)":
@@ -33,6 +36,8 @@ Example:
 [-8.001, -1.502]
 >>> [name for name, ood_if_higher in scores.HIGHER_MEANS_OOD.items() if ood_if_higher]
 ['energy', 'entropy']
+>>> scores.entropy(np.zeros((2, 4, 4, 3))).shape     # 2 images of 4x4 pixels, 3 classes
+(2, 4, 4)
 """
 
 from __future__ import annotations
@@ -51,10 +56,10 @@ HIGHER_MEANS_OOD = {
 
 
 def as_logits(values, activation: str = "softmax", *, name: str = "logits") -> np.ndarray:
-    """`values` as a float64 `(num_samples, num_classes)` array; raises ValueError on other shapes.
+    """`values` as float64 `(num_samples, num_classes)` or `(batch, ..., num_classes)`; raises ValueError otherwise.
 
-    A 1-D vector is read as one binary logit per sample for `"sigmoid"`; for
-    `"softmax"` it is ambiguous and refused.
+    The classes are the last axis. A 1-D vector is read as one binary logit per
+    sample for `"sigmoid"`; for `"softmax"` it is ambiguous and refused.
     """
     check_activation(activation)
     array = np.asarray(values, dtype="float64")
@@ -62,19 +67,19 @@ def as_logits(values, activation: str = "softmax", *, name: str = "logits") -> n
         array = array[:, None]
     if array.ndim < 2:
         raise ValueError(
-            f"{name} must be (num_samples, num_classes); got shape {array.shape}. "
+            f"{name} must be (num_samples, num_classes) or (batch, ..., num_classes); got shape {array.shape}. "
             + ("Pass a batch of rows, e.g. logits[None] for one sample."
                if activation == "softmax" else "")
         )
-    if array.shape[1:] and int(np.prod(array.shape[1:])) == 0:
+    if array.shape[-1] == 0:
         raise ValueError(f"{name} have zero classes (shape {array.shape}); a classifier needs at least one.")
-    return array.reshape(array.shape[0], int(np.prod(array.shape[1:])))
+    return array
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float64, exact for any finite logits."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    """Log-softmax over the last (class) axis in float64, exact for any finite logits."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def log_sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -83,7 +88,7 @@ def log_sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def probabilities(logits, activation: str = "softmax") -> np.ndarray:
-    """Softmax (rows) or sigmoid (elements) of `logits`, in float64."""
+    """Softmax (over the class axis) or sigmoid (elements) of `logits`, in float64; same shape."""
     logits = as_logits(logits, activation)
     if activation == "softmax":
         return np.exp(log_softmax(logits))
@@ -95,21 +100,21 @@ def max_probability(logits, activation: str = "softmax") -> np.ndarray:
     p = probabilities(logits, activation)
     if activation == "sigmoid":
         p = np.maximum(p, 1.0 - p)
-    return p.max(axis=1)
+    return p.max(axis=-1)
 
 
 def max_logit(logits) -> np.ndarray:
     """The largest logit. Lower: OOD."""
-    return as_logits(logits, "sigmoid").max(axis=1)
+    return as_logits(logits, "sigmoid").max(axis=-1)
 
 
 def margin(logits, activation: str = "softmax") -> np.ndarray:
     """Top-1 minus top-2 logit (a single binary logit: its absolute value). Lower: OOD or likely wrong."""
     logits = as_logits(logits, activation)
-    if logits.shape[1] == 1:
-        return np.abs(logits[:, 0])
-    top_two = np.partition(logits, -2, axis=1)[:, -2:]
-    return top_two[:, 1] - top_two[:, 0]
+    if logits.shape[-1] == 1:
+        return np.abs(logits[..., 0])
+    top_two = np.partition(logits, -2, axis=-1)[..., -2:]
+    return top_two[..., 1] - top_two[..., 0]
 
 
 def energy(logits, temperature: float = 1.0, activation: str = "softmax") -> np.ndarray:
@@ -118,9 +123,9 @@ def energy(logits, temperature: float = 1.0, activation: str = "softmax") -> np.
         raise ValueError(f"temperature must be > 0, got {temperature!r}.")
     scaled = as_logits(logits, activation) / temperature
     if activation == "softmax":
-        top = scaled.max(axis=1)
-        return -temperature * (top + np.log(np.exp(scaled - top[:, None]).sum(axis=1)))
-    return -temperature * np.logaddexp(0.0, scaled).sum(axis=1)
+        top = scaled.max(axis=-1)
+        return -temperature * (top + np.log(np.exp(scaled - top[..., None]).sum(axis=-1)))
+    return -temperature * np.logaddexp(0.0, scaled).sum(axis=-1)
 
 
 def entropy(logits, activation: str = "softmax") -> np.ndarray:
@@ -128,13 +133,13 @@ def entropy(logits, activation: str = "softmax") -> np.ndarray:
     logits = as_logits(logits, activation)
     if activation == "softmax":
         log_p = log_softmax(logits)
-        return -(np.exp(log_p) * log_p).sum(axis=1)
+        return -(np.exp(log_p) * log_p).sum(axis=-1)
     log_p, log_q = log_sigmoid(logits), log_sigmoid(-logits)
-    return -(np.exp(log_p) * log_p + np.exp(log_q) * log_q).sum(axis=1)
+    return -(np.exp(log_p) * log_p + np.exp(log_q) * log_q).sum(axis=-1)
 
 
 def ood_scores(logits, activation: str = "softmax", *, temperature: float = 1.0) -> dict:
-    """All five scores as `{name: (num_samples,) array}`; see `HIGHER_MEANS_OOD` for directions."""
+    """All five scores as `{name: (num_samples,) or (batch, ...) array}`; see `HIGHER_MEANS_OOD` for directions."""
     logits = as_logits(logits, activation)
     return {
         "max_probability": max_probability(logits, activation),

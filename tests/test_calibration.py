@@ -304,3 +304,76 @@ def test_no_warning_when_the_fit_is_inside_the_range():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TemperatureScaling().fit(logits, labels)
+
+
+# ---- per position: pixels and tokens -----------------------------------------------------------
+
+def per_pixel_problem(seed=10):
+    """Overconfident per-pixel logits (3 images of 10x10, 5 classes), void pixels and pixel weights."""
+    logits, labels = overconfident_logits(num_samples=300, seed=seed)
+    pixels, ids = logits.reshape(3, 10, 10, 5), labels.reshape(3, 10, 10).copy()
+    ids[0, :4] = 255
+    weights = np.random.default_rng(seed).uniform(0.2, 2.0, size=(3, 10, 10))
+    return pixels, ids, weights
+
+
+def test_per_pixel_temperature_with_ignore_class_and_weights_matches_scipy_on_the_kept_pixels():
+    pixels, ids, weights = per_pixel_problem()
+    keep = ids != 255
+    scaler = TemperatureScaling().fit(pixels, ids, sample_weight=weights, ignore_class=255)
+    reference = scipy_softmax_temperature(pixels[keep], ids[keep], weights[keep])
+    assert abs(scaler.temperature - reference) < TEMPERATURE_TOLERANCE
+    assert scaler.transform(pixels).shape == pixels.shape
+    np.testing.assert_allclose(scaler.predict_proba(pixels), special.softmax(pixels / scaler.temperature, axis=-1),
+                               rtol=1e-12)
+
+
+def test_masked_tokens_temperature_equals_the_fit_on_the_unpadded_tokens():
+    pixels, ids, _ = per_pixel_problem(seed=11)
+    tokens, tags = pixels.reshape(6, 50, 5), np.where(ids == 255, 0, ids).reshape(6, 50)
+    mask = np.arange(50)[None, :] < np.array([50, 10, 33, 1, 48, 20])[:, None]
+    masked = TemperatureScaling().fit(tokens, tags, mask=mask).temperature
+    assert masked == pytest.approx(TemperatureScaling().fit(tokens[mask], tags[mask]).temperature, abs=1e-9)
+
+
+def test_per_pixel_report_equals_the_flattened_loop_over_bins():
+    pixels, ids, _ = per_pixel_problem(seed=12)
+    keep = ids != 255
+    report = reliability_report(pixels, ids, from_logits=True, ignore_class=255)
+    reference = numpy_report(special.softmax(pixels[keep], axis=1), ids[keep], 15)
+    for key in ("ece", "mce", "brier", "nll", "accuracy"):
+        assert getattr(report, key) == pytest.approx(reference[key], rel=1e-9, abs=1e-12), key
+    np.testing.assert_array_equal(report.bin_count, reference["count"])
+    assert report.num_samples == keep.sum()
+
+
+def test_weighted_report_equals_repeating_the_predictions():
+    pixels, ids, _ = per_pixel_problem(seed=13)
+    labels = np.where(ids == 255, 0, ids)
+    counts = np.random.default_rng(13).integers(0, 4, size=labels.shape)   # integer weights: repeats
+    weighted = reliability_report(pixels, labels, from_logits=True, sample_weight=counts)
+    repeated = reliability_report(np.repeat(pixels.reshape(-1, 5), counts.ravel(), axis=0),
+                                  np.repeat(labels.ravel(), counts.ravel()), from_logits=True)
+    for key in ("ece", "mce", "brier", "nll", "accuracy"):
+        assert getattr(weighted, key) == pytest.approx(getattr(repeated, key), rel=1e-9, abs=1e-12), key
+    np.testing.assert_allclose(weighted.bin_accuracy, repeated.bin_accuracy, rtol=1e-12)
+
+
+def test_per_token_sigmoid_report_counts_every_unpadded_label_decision():
+    rng = np.random.default_rng(14)
+    targets = (rng.uniform(size=(4, 6, 3)) < 0.4).astype(float)
+    logits = 3.0 * (2 * targets - 1 + rng.normal(size=targets.shape))
+    mask = np.arange(6)[None, :] < np.array([6, 2, 4, 1])[:, None]
+    report = reliability_report(logits, targets, activation="sigmoid", from_logits=True, mask=mask)
+    flat = reliability_report(logits[mask], targets[mask], activation="sigmoid", from_logits=True)
+    assert report.as_dict() == flat.as_dict()
+
+
+def test_per_position_calibration_refusals():
+    pixels, ids, _ = per_pixel_problem()
+    with pytest.raises(ValueError, match="pass ignore_class=255"):
+        reliability_report(pixels, ids, from_logits=True)
+    with pytest.raises(ValueError, match=r"class ids of shape \(3, 10, 10\)"):
+        TemperatureScaling().fit(pixels, ids[:, :5])
+    with pytest.raises(ValueError, match="at least one sample"):
+        reliability_report(pixels, np.full(ids.shape, 255), ignore_class=255)

@@ -173,3 +173,179 @@ def test_compiled_evaluate_matches_numpy_on_the_model_outputs(exposed_cnn_and_da
     logits = exposed.predict(x, verbose=0)["logits"]
     for name, value in softmax_reference(logits, y).items():
         assert values[f"logits_{name}"] == pytest.approx(value, abs=1e-4), name
+
+
+# ---- per position: pixels and tokens ---------------------------------------------------------------
+
+SEG = np.random.default_rng(1)
+SEG_LOGITS = (SEG.normal(size=(4, 5, 6, 3)) * 3).astype("float32")   # 4 images of 5x6 pixels, 3 classes
+SEG_LABELS = SEG.integers(0, 3, size=(4, 5, 6))
+SEG_LABELS[1, 2:, :] = 255                                            # void pixels
+SEG_WEIGHTS = SEG.uniform(0.1, 2.0, size=(4, 5, 6)).astype("float32")
+
+
+def kept_rows(logits, labels, keep):
+    """Flatten-then-select: the (P, C) rows and (P,) labels of the positions where `keep` is true."""
+    return logits[keep], labels[keep]
+
+
+def test_per_pixel_metrics_with_ignore_class_and_pixel_weights_equal_the_flattened_reference():
+    got = results(metrics.default_metrics("softmax", ignore_class=255), SEG_LABELS, SEG_LOGITS,
+                  weights=SEG_WEIGHTS, batches=2)
+    keep = SEG_LABELS != 255
+    expected = softmax_reference(*kept_rows(SEG_LOGITS, SEG_LABELS, keep), SEG_WEIGHTS[keep])
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=2e-5), name
+
+
+def test_per_pixel_metrics_take_per_image_weights_and_trailing_label_axes():
+    weights = np.array([1.0, 0.0, 2.0, 0.5], "float32")
+    got = results(metrics.default_metrics("softmax"), np.where(SEG_LABELS == 255, 0, SEG_LABELS)[..., None],
+                  SEG_LOGITS, weights=weights[:, None])
+    labels = np.where(SEG_LABELS == 255, 0, SEG_LABELS)
+    expected = softmax_reference(SEG_LOGITS.reshape(-1, 3), labels.reshape(-1), np.repeat(weights, 30))
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=2e-5), name
+
+
+def test_per_token_sigmoid_metrics_with_weights_equal_the_unpadded_tokens():
+    logits = MULTI_LOGITS.reshape(5, 8, 4)
+    targets = MULTI_LABELS.reshape(5, 8, 4)
+    lengths = np.array([8, 3, 5, 1, 6])
+    present = (np.arange(8)[None, :] < lengths[:, None]).astype("float32")
+    got = results(metrics.default_metrics("sigmoid"), targets, logits, weights=present)
+    keep = present > 0
+    for name, value in sigmoid_reference(logits[keep], targets[keep]).items():
+        assert got[name] == pytest.approx(value, abs=2e-5), name
+
+
+def test_nonfinite_in_dropped_positions_is_neither_counted_nor_spread():
+    logits = SEG_LOGITS.copy()
+    logits[1, 3, 0, 0] = np.nan                   # a void pixel
+    got = results(metrics.default_metrics("softmax", ignore_class=255), SEG_LABELS, logits)
+    clean = results(metrics.default_metrics("softmax", ignore_class=255), SEG_LABELS, SEG_LOGITS)
+    assert got == pytest.approx(clean, abs=1e-6)
+    logits[0, 0, 0, 1] = np.inf                   # a labelled pixel
+    assert results([metrics.NonFiniteLogits(ignore_class=255)], SEG_LABELS, logits)["nonfinite"] == 1.0
+
+
+def test_ignore_class_is_refused_for_sigmoid_and_one_hot_labels():
+    with pytest.raises(ValueError, match="sparse class-id labels of softmax heads"):
+        metrics.default_metrics("sigmoid", ignore_class=255)
+    with pytest.raises(ValueError, match="with one-hot labels"):
+        metrics.BrierScore(ignore_class=255).update_state(np.eye(3)[[0, 1]], SEG_LOGITS[0, 0, :2])
+
+
+def test_lower_is_better_is_declared_only_where_it_is_defined():
+    directions = {m.name: getattr(m, "_direction", None) for m in metrics.default_metrics()}
+    assert directions == {"mean": None, "std": None, "margin": None, "nonfinite": "down", "confidence": None,
+                          "entropy": None, "ece": "down", "brier": "down"}
+
+
+@pytest.fixture(scope="module")
+def segmentation_model():
+    """A per-pixel classifier: Conv2D(3, 1, softmax) over 8x8 inputs, exposed."""
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                              keras.layers.Conv2D(3, 1, activation="softmax", name="pixels")])
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(12, 8, 8, 2)).astype("float32")
+    y = rng.integers(0, 3, size=(12, 8, 8))
+    y[:, :2, :] = 255
+    y[5] = 255
+    return keras_logits.expose(model), x, y
+
+
+@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=COMPILED_ONLY)])
+def test_segmentation_evaluate_with_ignore_class_matches_numpy_over_labelled_pixels(segmentation_model,
+                                                                                    jit_compile):
+    exposed, x, y = segmentation_model
+    exposed.compile(loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                               ignore_class=255)},
+                    metrics={"logits": metrics.default_metrics("softmax", ignore_class=255)},
+                    jit_compile=jit_compile)
+    values = exposed.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    logits = exposed.predict(x, verbose=0)["logits"]
+    keep = y != 255
+    for name, value in softmax_reference(*kept_rows(logits, y, keep)).items():
+        assert values[f"logits_{name}"] == pytest.approx(value, abs=1e-4), name
+
+
+def test_segmentation_weighted_metrics_take_per_pixel_sample_weights(segmentation_model):
+    exposed, x, y = segmentation_model
+    labels = np.where(y == 255, 0, y)
+    weights = np.random.default_rng(4).uniform(0.0, 2.0, size=y.shape).astype("float32")
+    exposed.compile(loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+                    weighted_metrics={"logits": metrics.default_metrics("softmax")})
+    values = exposed.evaluate(x, labels, sample_weight=weights, batch_size=4, verbose=0, return_dict=True)
+    logits = exposed.predict(x, verbose=0)["logits"]
+    expected = softmax_reference(logits.reshape(-1, 3), labels.reshape(-1), weights.reshape(-1))
+    for name, value in expected.items():
+        assert values[f"logits_{name}"] == pytest.approx(value, abs=1e-4), name
+
+
+def pre_activation_passes_masks():
+    layer = keras_logits.layers.PreActivation(keras.layers.Dense(3, activation="softmax"))
+    return layer.supports_masking  # Keras sets it for layers that override compute_mask too
+
+
+@pytest.fixture(scope="module", params=["separate", "fused"])
+def token_tagger(request):
+    """Embedding(mask_zero=True) -> Dense(3) -> softmax, exposed: the logits carry the padding mask.
+
+    "separate": the activation is its own layer, so the exposed logits are the Dense output itself.
+    "fused": Dense(3, activation="softmax"); its logits come from PreActivation, which must pass the mask on.
+    """
+    if request.param == "fused" and not pre_activation_passes_masks():
+        pytest.skip("PreActivation does not pass Keras masks through on this branch (issue 17, item 2)")
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.Embedding(20, 8, mask_zero=True)(inputs)
+    if request.param == "fused":
+        outputs = keras.layers.Dense(3, activation="softmax", name="tags")(hidden)
+    else:
+        # Not keras.layers.Softmax: it reads a (batch, time) mask as an attention mask over the classes.
+        outputs = keras.layers.Activation("softmax", name="tags")(keras.layers.Dense(3)(hidden))
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(5)
+    lengths = np.array([7, 2, 5, 1, 4, 6])
+    tokens = rng.integers(1, 20, size=(6, 7)) * (np.arange(7)[None, :] < lengths[:, None])
+    tags = rng.integers(0, 3, size=(6, 7)) * (tokens > 0)
+    return keras_logits.expose(model), tokens.astype("int32"), tags
+
+
+def test_masked_token_tagger_metrics_count_only_the_unpadded_tokens(token_tagger):
+    exposed, tokens, tags = token_tagger
+    exposed.compile(loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+                    metrics={"logits": metrics.default_metrics("softmax")})
+    values = exposed.evaluate(tokens, tags, batch_size=3, verbose=0, return_dict=True)
+    logits = exposed.predict(tokens, verbose=0)["logits"]
+    for name, value in softmax_reference(*kept_rows(logits, tags, tokens > 0)).items():
+        assert values[f"logits_{name}"] == pytest.approx(value, abs=1e-4), name
+    with_padding = softmax_reference(logits.reshape(-1, 3), tags.reshape(-1))
+    assert values["logits_confidence"] != pytest.approx(with_padding["confidence"], abs=1e-3)
+
+
+def test_early_stopping_and_checkpoint_in_auto_mode_minimise_ece_and_brier(tmp_path):
+    # Keras looks the direction up by the unprefixed metric name, so a one-output model shows it.
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(3, 1)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=metrics.default_metrics("softmax"))
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(16, 8, 8, 2)).astype("float32"), rng.integers(0, 3, size=(16, 8, 8))
+    stopping = keras.callbacks.EarlyStopping(monitor="val_ece", patience=1)
+    checkpoint = keras.callbacks.ModelCheckpoint(tmp_path / "best.keras", monitor="val_brier", save_best_only=True)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_nonfinite", patience=1)
+    history = model.fit(x, y, validation_data=(x, y), epochs=3, verbose=0,
+                        callbacks=[stopping, checkpoint, plateau])
+    assert stopping.monitor_op == keras.ops.less and checkpoint.monitor_op == keras.ops.less
+    assert plateau.monitor_op == keras.ops.less
+    assert stopping.best == pytest.approx(min(history.history["val_ece"]))
+    assert (tmp_path / "best.keras").exists()
+
+
+def test_void_labels_without_ignore_class_make_ece_and_brier_nan_not_wrong():
+    got = results(metrics.default_metrics("softmax"), SEG_LABELS, SEG_LOGITS)
+    assert np.isnan(got["ece"]) and np.isnan(got["brier"])
+    assert np.isfinite(got["confidence"])

@@ -73,3 +73,40 @@ def test_plot_errors(tmp_path, logits_and_labels):
         plots.logits_over_epochs(tmp_path)
     with pytest.raises(ValueError, match=r"indices in \[0, 4\)"):
         plots.class_histograms(logits, classes=[4])
+
+
+def bar_heights(axes):
+    return np.array([patch.get_height() for patch in axes.patches])
+
+
+def test_per_pixel_reliability_diagram_shows_the_report_of_the_labelled_pixels(tmp_path, logits_and_labels):
+    logits, labels = logits_and_labels
+    pixels, ids = logits.reshape(3, 10, 10, 4), labels.reshape(3, 10, 10).copy()
+    ids[1] = 255
+    figure = plots.reliability_diagram(pixels, ids, ignore_class=255, from_logits=True, path=tmp_path / "r.png")
+    keep = ids.reshape(-1) != 255
+    report = reliability_report(logits[keep], labels[keep], from_logits=True)
+    assert f"{report.ece:.4f}" in figure.axes[0].get_title()
+    np.testing.assert_array_equal(bar_heights(figure.axes[1]), report.bin_count)
+    assert png_size(tmp_path / "r.png")[0] == "PNG"
+
+
+def test_class_histograms_of_masked_tokens_count_only_the_unpadded_ones(logits_and_labels):
+    logits, _ = logits_and_labels
+    tokens = logits.reshape(6, 50, 4)
+    mask = np.arange(50)[None, :] < np.array([50, 3, 20, 1, 7, 40])[:, None]
+    figure = plots.class_histograms(tokens, mask=mask, classes=[2], bins=12)
+    counts = bar_heights(figure.axes[0])
+    expected, _ = np.histogram(tokens[mask][:, 2], bins=12)
+    np.testing.assert_array_equal(counts, expected)
+
+
+def test_class_histograms_of_a_large_probe_draw_a_bounded_seeded_sample():
+    pixels = np.random.default_rng(1).normal(size=(4, 128, 128, 21)).astype("float32")  # 1.4 million logits
+    first = plots.class_histograms(pixels, classes=[0], bins=20, max_values=210_000)
+    again = plots.class_histograms(pixels, classes=[0], bins=20, max_values=210_000)
+    counts = bar_heights(first.axes[0])
+    assert counts.sum() == 10_000                          # 210_000 logits / 21 classes positions
+    np.testing.assert_array_equal(counts, bar_heights(again.axes[0]))
+    with pytest.raises(ValueError, match="max_values must be a positive integer"):
+        plots.class_histograms(pixels, max_values=0)

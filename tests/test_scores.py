@@ -78,3 +78,17 @@ def test_bad_input(call, message):
 
 def test_empty_input_gives_empty_scores():
     assert all(v.shape == (0,) for v in scores.ood_scores(np.zeros((0, 3))).values())
+
+
+def test_per_position_scores_are_the_row_scores_of_every_pixel(logits):
+    pixels = logits.reshape(2, 4, 8, 7)                   # 2 images of 4x8 pixels, 7 classes
+    for activation in ("softmax", "sigmoid"):
+        per_pixel = scores.ood_scores(pixels, activation, temperature=1.5)
+        rows = scores.ood_scores(logits, activation, temperature=1.5)
+        for name, values in per_pixel.items():
+            assert values.shape == (2, 4, 8), name
+            np.testing.assert_allclose(values.reshape(-1), rows[name], rtol=1e-12, err_msg=name)
+    p = special.softmax(pixels, axis=-1)                  # over the classes only, not pixels x classes
+    np.testing.assert_allclose(scores.probabilities(pixels), p, rtol=1e-12)
+    np.testing.assert_allclose(scores.max_probability(pixels), p.max(axis=-1), rtol=1e-12)
+    np.testing.assert_allclose(scores.entropy(pixels), stats.entropy(p, axis=-1), rtol=1e-10)
