@@ -15,8 +15,7 @@ CLASSES, VOID = 3, 255
 
 
 def in_step_metrics():
-    """Keras' accuracy in the step; keras_logits.metrics.default_metrics joins once they take per-position outputs."""
-    return ["sparse_categorical_accuracy"]
+    return keras_logits.metrics.default_metrics("softmax", ignore_class=VOID)
 
 
 def read_events(run_dir):
@@ -83,6 +82,7 @@ def test_segmentation_probe_values_equal_the_numpy_reference_in_every_file(segme
         assert float(last_row[key]) == pytest.approx(value, abs=1e-5), key
         assert events.Scalars(key)[-1].value == pytest.approx(value, abs=1e-5), key
     assert [e.step for e in events.Scalars("probe_logits_ece")] == [0, 1]
+    assert np.isfinite(history.history["logits_ece"]).all() and "logits_ece" in events.Tags()["scalars"]
     with np.load(root / "keras_logits" / "snapshots" / "epoch_0001.npz") as snapshot:
         np.testing.assert_allclose(snapshot["logits"], logits, atol=1e-5)
         np.testing.assert_array_equal(snapshot["labels"], labels)
