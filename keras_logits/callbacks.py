@@ -425,13 +425,26 @@ class LogitsLogger(keras.callbacks.Callback):
             self._write_snapshot(epoch, result[0])
 
     def _histogram_sample(self, outputs):
-        """Logits and probabilities of at most `max_histogram_values` values: the same sample every epoch."""
-        logits, probabilities = outputs[LOGITS], outputs[PROBABILITIES]
-        if logits.size <= self.max_histogram_values:
+        """Logits and probabilities of the positions that count, at most `max_histogram_values` values.
+
+        A fixed sample of positions (the same every epoch), so a 1.4 GB segmentation probe costs a
+        bounded histogram; masked and `ignore_class` positions are left out, as in the summaries.
+        """
+        classes = outputs[LOGITS].shape[-1] if outputs[LOGITS].ndim > 1 else 1
+        logits = outputs[LOGITS].reshape(-1, classes)
+        probabilities = outputs[PROBABILITIES].reshape(-1, classes)
+        keep = np.ones(len(logits), dtype=bool)
+        if outputs.get(MASK) is not None:
+            keep &= np.asarray(outputs[MASK]).reshape(-1).astype(bool)
+        if self.ignore_class is not None and self._labels is not None and self._labels.size == len(logits):
+            keep &= self._labels.reshape(-1) != self.ignore_class
+        rows = np.flatnonzero(keep)
+        limit = max(1, self.max_histogram_values // classes)
+        if len(rows) > limit:
+            rows = np.sort(np.random.default_rng(0).choice(rows, size=limit, replace=False))
+        elif len(rows) == len(logits):
             return logits, probabilities
-        rng = np.random.default_rng(0)
-        index = np.sort(rng.choice(logits.size, size=self.max_histogram_values, replace=False))
-        return logits.reshape(-1)[index], probabilities.reshape(-1)[index]
+        return logits[rows], probabilities[rows]
 
     def _write_snapshot(self, epoch, outputs):
         logits = outputs[LOGITS]
