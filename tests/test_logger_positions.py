@@ -42,6 +42,17 @@ def reference_summary(logits, labels, keep):
             "probe_logits_accuracy": correct.mean()}
 
 
+def assert_last_epoch_everywhere(root, history, expected):
+    """History, the CSV's last row and the TensorBoard run hold `expected` for the last epoch; returns the run."""
+    events = read_events(root / "keras_logits")
+    last_row = read_csv(root / "log.csv")[-1]
+    for key, value in expected.items():
+        assert history.history[key][-1] == pytest.approx(value, abs=1e-5), key
+        assert float(last_row[key]) == pytest.approx(value, abs=1e-5), key
+        assert events.Scalars(key)[-1].value == pytest.approx(value, abs=1e-5), key
+    return events
+
+
 def segmenter(activation="softmax"):
     keras.utils.set_random_seed(0)
     return keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
@@ -75,12 +86,7 @@ def segmentation_run(tmp_path_factory):
 def test_segmentation_probe_values_equal_the_numpy_reference_in_every_file(segmentation_run):
     root, history, logits, labels = segmentation_run
     expected = reference_summary(logits, labels, labels != VOID)
-    events = read_events(root / "keras_logits")
-    last_row = read_csv(root / "log.csv")[-1]
-    for key, value in expected.items():
-        assert history.history[key][-1] == pytest.approx(value, abs=1e-5), key
-        assert float(last_row[key]) == pytest.approx(value, abs=1e-5), key
-        assert events.Scalars(key)[-1].value == pytest.approx(value, abs=1e-5), key
+    events = assert_last_epoch_everywhere(root, history, expected)
     assert [e.step for e in events.Scalars("probe_logits_ece")] == [0, 1]
     assert np.isfinite(history.history["logits_ece"]).all() and "logits_ece" in events.Tags()["scalars"]
     with np.load(root / "keras_logits" / "snapshots" / "epoch_0001.npz") as snapshot:
@@ -152,12 +158,7 @@ def test_masked_tagger_probe_leaves_padding_out_in_every_file(tagging_run):
     expected = reference_summary(logits, labels, tokens != 0)
     with_padding = reference_summary(logits, labels, np.ones_like(tokens, dtype=bool))
     assert expected["probe_logits_mean"] != pytest.approx(with_padding["probe_logits_mean"], abs=1e-4)
-    events = read_events(root / "keras_logits")
-    last_row = read_csv(root / "log.csv")[-1]
-    for key, value in expected.items():
-        assert history.history[key][-1] == pytest.approx(value, abs=1e-5), key
-        assert float(last_row[key]) == pytest.approx(value, abs=1e-5), key
-        assert events.Scalars(key)[-1].value == pytest.approx(value, abs=1e-5), key
+    events = assert_last_epoch_everywhere(root, history, expected)
     with np.load(root / "keras_logits" / "snapshots" / "epoch_0001.npz") as snapshot:
         np.testing.assert_allclose(snapshot["logits"], logits, atol=1e-5)
         np.testing.assert_array_equal(snapshot["mask"], tokens != 0)
