@@ -26,7 +26,8 @@ def _create_temporary(path: Path, suffix: str) -> str:
             return str(temporary)
         except FileExistsError:
             continue
-    raise FileExistsError(f"Could not create a temporary file beside '{path}'; remove its stale '.{path.name}.*' files.")
+    raise FileExistsError(f"Could not create a temporary file beside '{path}'; remove its stale "
+                          f"'.{path.name}.*' files.")
 
 
 @contextlib.contextmanager

@@ -54,7 +54,8 @@ class _DiesWhileSaving(keras.Model):
 
 
 def test_temporary_of_a_killed_keras_save_is_matched_by_the_clean_up(tmp_path):
-    """A `keras-logits expose` killed mid-save leaves `.<name>.<pid>-<random>.tmp.keras`; the next clean-up removes it."""
+    """A `keras-logits expose` killed mid-save leaves `.<name>.<pid>-<random>.tmp.keras`; the next clean-up
+    removes it."""
     from keras_logits import files
 
     temporary = files._create_temporary(tmp_path / "exposed.keras", ".tmp.keras")

@@ -111,8 +111,8 @@ def test_segmentation_snapshots_under_a_byte_budget_store_a_fixed_sample_in_floa
                           snapshot_dtype="float16", compress_snapshots=True, max_snapshot_bytes=budget,
                           keep_last=1, keep_every=2, max_histogram_values=50)
     model.fit(x, y, epochs=4, verbose=0, callbacks=[logger])
-    assert logger._histogram_sample({"logits": np.zeros((6, 8, 8, CLASSES)), "probabilities": np.zeros((6, 8, 8, CLASSES))}
-                                    )[0].shape == (50 // CLASSES, CLASSES)  # a bounded sample of positions
+    outputs = {"logits": np.zeros((6, 8, 8, CLASSES)), "probabilities": np.zeros((6, 8, 8, CLASSES))}
+    assert logger._histogram_sample(outputs)[0].shape == (50 // CLASSES, CLASSES)  # a bounded sample of positions
     directory = tmp_path / "log_snapshots"
     assert sorted(p.name for p in directory.iterdir()) == ["epoch_0000.npz", "epoch_0002.npz", "epoch_0003.npz"]
     twin = segmenter(activation=None)
