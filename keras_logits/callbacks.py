@@ -192,7 +192,7 @@ class LogitsLogger(keras.callbacks.Callback):
         arrays = probe_arrays(self._x, self._exposed)
         self._count = len(arrays[0])
         check_labels(self._labels, self._count)
-        self._probe_model, self._positions = self._build_probe_model(head)
+        self._probe_model = self._build_probe_model(head)
         dummy = np.zeros((1, 2 if self._activation == "softmax" else 1))
         self._statistics = list(summarize(dummy, None if self._labels is None else [0], activation=self._activation))
         self._check_labels_fit()
@@ -219,7 +219,6 @@ class LogitsLogger(keras.callbacks.Callback):
         """
         outputs = model_outputs(self._exposed)
         logits = outputs[LOGITS]
-        positions = tuple(logits.shape[1:-1])
         axis = head.axis if head.axis is not None else -1
         if axis not in (-1, len(logits.shape) - 1):
             raise ValueError(
@@ -238,10 +237,9 @@ class LogitsLogger(keras.callbacks.Callback):
                               "logits; masked (padding) positions count in the probe summaries.", stacklevel=3)
                 mask = None
         if mask is None:
-            return self._exposed, positions
-        probe_model = keras.Model(model_inputs(self._exposed),
-                                  {LOGITS: logits, PROBABILITIES: outputs[PROBABILITIES], MASK: mask})
-        return probe_model, positions
+            return self._exposed
+        return keras.Model(model_inputs(self._exposed),
+                           {LOGITS: logits, PROBABILITIES: outputs[PROBABILITIES], MASK: mask})
 
     def _check_labels_fit(self):
         """Labels must be `(batch, positions...)` ids or `(batch, positions..., classes)`."""
