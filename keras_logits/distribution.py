@@ -18,7 +18,7 @@ def is_chief(model=None) -> bool:
     (`strategy.extended.should_checkpoint`); under multi-process JAX only
     `jax.process_index() == 0`. Single-process training is always chief.
     """
-    if "jax" in sys.modules:
+    if _jax_in_use():
         import jax
 
         if jax.process_count() > 1:
@@ -36,6 +36,15 @@ def _backend() -> str:
     import keras
 
     return keras.backend.backend()
+
+
+def _jax_in_use() -> bool:
+    """Whether Keras runs on JAX; JAX merely being imported (by another library) does not count.
+
+    Asking JAX for its processes initialises its backends, which on a GPU host
+    claims device memory, so it is asked only when Keras itself uses JAX.
+    """
+    return "jax" in sys.modules and _backend() == "jax"
 
 
 def is_distributed(model=None) -> bool:
@@ -73,8 +82,8 @@ def batch_multiple() -> int:
 
 
 def process_count() -> int:
-    """Number of JAX processes (hosts) training together; 1 when JAX is not in use."""
-    if "jax" not in sys.modules:
+    """Number of JAX processes (hosts) training together; 1 when Keras does not run on JAX."""
+    if not _jax_in_use():
         return 1
     import jax
 
@@ -126,7 +135,14 @@ def predict_across_processes(model, x, batch_size: int) -> dict:
 
 
 def row_count(x) -> int:
-    """Number of samples in an array, or a list or dict of arrays (one per model input)."""
+    """Number of samples in an array, or a list or dict of arrays (one per model input).
+
+    Example:
+
+    >>> import numpy as np
+    >>> row_count({"image": np.zeros((5, 2)), "text": np.zeros((5, 3))}), row_count([np.zeros((4, 1))])
+    (5, 4)
+    """
     if isinstance(x, dict):
         x = next(iter(x.values()))
     elif isinstance(x, (list, tuple)):
@@ -135,7 +151,14 @@ def row_count(x) -> int:
 
 
 def take_rows(x, start: int, stop: int, pad_to: int = 0):
-    """Rows [start, stop) of an array, list or dict of arrays, zero-padded to `pad_to` rows."""
+    """Rows [start, stop) of an array, list or dict of arrays, zero-padded to `pad_to` rows.
+
+    Example:
+
+    >>> import numpy as np
+    >>> take_rows(np.arange(1, 6), 3, 10, pad_to=4)
+    array([4, 5, 0, 0])
+    """
     if isinstance(x, dict):
         return {key: take_rows(value, start, stop, pad_to) for key, value in x.items()}
     if isinstance(x, (list, tuple)):

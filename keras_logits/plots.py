@@ -142,7 +142,7 @@ def logits_over_epochs(snapshots: Union[str, os.PathLike], *, bins: int = 40, ma
     """A heat map of the probe's logit histogram per epoch, from `LogitsLogger` snapshots.
 
     Args:
-        snapshots: The snapshot directory (`<log_dir>/snapshots`), holding
+        snapshots: The snapshot directory (`<log_dir>/keras_logits/snapshots`), holding
             `epoch_0001.npz`, ... written by `LogitsLogger`.
         bins: Histogram bins over the logit range of all epochs.
         max_values: At most this many logits per epoch, a seeded uniform

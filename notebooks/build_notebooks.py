@@ -78,20 +78,21 @@ history = exposed.fit(x_train, y_train, validation_data=(x_test, y_test), epochs
 print(sorted(history.history)[:6], "...")"""),
         ("md", "## The CSV: one row per epoch"),
         ("code", """table = pd.read_csv(os.path.join(log_dir, "metrics.csv"))
-table[["epoch", "loss", "logits_ece", "probe/logits/ece", "probe/logits/confidence", "probe/accuracy"]].round(4)"""),
+table[["epoch", "loss", "logits_ece", "probe_logits_ece", "probe_logits_confidence", "probe_logits_accuracy"]].round(4)"""),
         ("code", """fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-table.plot(x="epoch", y=["probe/logits/confidence", "probe/accuracy"], ax=axes[0], title="confidence vs accuracy")
-table.plot(x="epoch", y=["probe/logits/ece", "val_logits_ece"], ax=axes[1], title="calibration error")
+table.plot(x="epoch", y=["probe_logits_confidence", "probe_logits_accuracy"], ax=axes[0], title="confidence vs accuracy")
+table.plot(x="epoch", y=["probe_logits_ece", "val_logits_ece"], ax=axes[1], title="calibration error")
 plt.tight_layout()"""),
         ("md", "## The npz snapshots: how the logits moved"),
-        ("code", """first = np.load(os.path.join(log_dir, "snapshots", "epoch_0000.npz"))
-last = np.load(os.path.join(log_dir, "snapshots", "epoch_0011.npz"))
+        ("code", """first = np.load(os.path.join(log_dir, "keras_logits", "snapshots", "epoch_0000.npz"))
+last = np.load(os.path.join(log_dir, "keras_logits", "snapshots", "epoch_0011.npz"))
 plt.figure(figsize=(6, 3.5))
 plt.hist(first["logits"].max(-1), bins=30, alpha=0.6, label="epoch 0")
 plt.hist(last["logits"].max(-1), bins=30, alpha=0.6, label="epoch 11")
 plt.xlabel("top-1 logit on the probe"); plt.legend(); plt.tight_layout()"""),
         ("md", "TensorBoard reads the same run: `tensorboard --logdir <log_dir>` shows the scalars "
-               "(`logits/…`, `val/logits/…`, `probe/…`) and the `probe/logits` histograms."),
+               "(`logits_…`, `val_logits_…`, `probe_logits_…`, the names `History` and the CSV use) "
+               "and the `probe_logits` histograms in the `keras_logits` run."),
     ],
     "03_export_and_serve.ipynb": [
         ("md", "# Export with both outputs and serve without keras-logits"),

@@ -66,7 +66,7 @@ def test_nonfinite_logits_are_refused_by_calibration_and_propagate_in_scores():
         TemperatureScaling().fit(logits, [0, 1, 0])
     energy = scores.energy(logits)
     assert np.isfinite(energy[0]) and np.isnan(energy[1])  # per-row: the finite row keeps its score
-    assert probe_summary(logits, None, "softmax")["logits/nonfinite"] == 2.0
+    assert probe_summary(logits, None, "softmax")["nonfinite"] == 2.0
 
 
 def test_integer_and_one_hot_labels_give_the_same_numbers():
@@ -118,7 +118,7 @@ def test_a_hundred_thousand_classes():
     labels = np.arange(16) * 1000
     report = reliability_report(outputs["logits"], labels, from_logits=True)  # no (classes x classes) eye
     summary = probe_summary(outputs["logits"], labels, "softmax")
-    assert summary["logits/brier"] == pytest.approx(report.brier, rel=1e-9)
+    assert summary["brier"] == pytest.approx(report.brier, rel=1e-9)
     assert TemperatureScaling().fit(outputs["logits"], labels).temperature > 0
 
 

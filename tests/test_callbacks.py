@@ -27,8 +27,9 @@ def compiled_cnn(seed=0, exposed_metrics=False):
     return exposed
 
 
-def read_events(log_dir):
-    accumulator = event_accumulator.EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "histograms": 0})
+def read_events(log_dir, run="keras_logits"):
+    """The LogitsLogger run `run` under `log_dir`, read by TensorBoard's own reader."""
+    accumulator = event_accumulator.EventAccumulator(str(log_dir / run), size_guidance={"scalars": 0, "histograms": 0})
     accumulator.Reload()
     return accumulator
 
@@ -63,9 +64,9 @@ def test_event_files_hold_scalars_and_histograms_one_step_per_epoch(logged_run):
     _, _, root, _ = logged_run
     events = read_events(root / "tb")
     scalars, histograms = set(events.Tags()["scalars"]), set(events.Tags()["histograms"])
-    assert {"loss", "probe/logits/mean", "probe/logits/std", "probe/logits/margin", "probe/logits/ece",
-            "probe/logits/brier", "probe/logits/confidence", "probe/logits/entropy", "probe/accuracy"} <= scalars
-    assert histograms == {"probe/logits", "probe/probabilities"}
+    assert {"loss", "probe_logits_mean", "probe_logits_std", "probe_logits_margin", "probe_logits_ece",
+            "probe_logits_brier", "probe_logits_confidence", "probe_logits_entropy", "probe_logits_accuracy"} <= scalars
+    assert histograms == {"probe_logits", "probe_probabilities"}
     for tag in scalars | histograms:
         reader = events.Scalars if tag in scalars else events.Histograms
         assert [event.step for event in reader(tag)] == [0, 1, 2], tag
@@ -79,10 +80,10 @@ def test_last_epoch_values_match_the_probe_computed_independently(logged_run):
     reference.set_weights(model.get_weights())
     logits = reference.predict(x_probe, verbose=0)
     expected = {
-        "probe/logits/mean": logits.mean(),
-        "probe/logits/ece": numpy_ece(probabilities.max(-1), (probabilities.argmax(-1) == y_probe).astype(float)),
-        "probe/accuracy": np.mean(probabilities.argmax(-1) == y_probe),
-        "probe/logits/confidence": probabilities.max(-1).mean(),
+        "probe_logits_mean": logits.mean(),
+        "probe_logits_ece": numpy_ece(probabilities.max(-1), (probabilities.argmax(-1) == y_probe).astype(float)),
+        "probe_logits_accuracy": np.mean(probabilities.argmax(-1) == y_probe),
+        "probe_logits_confidence": probabilities.max(-1).mean(),
     }
     events = read_events(root / "tb")
     rows = read_csv(root / "log.csv")
@@ -90,13 +91,14 @@ def test_last_epoch_values_match_the_probe_computed_independently(logged_run):
         assert events.Scalars(tag)[-1].value == pytest.approx(value, abs=1e-4), tag
         assert float(rows[-1][tag]) == pytest.approx(value, abs=1e-4), tag
         assert history.history[tag][-1] == pytest.approx(value, abs=1e-4), tag
-    histogram = events.Histograms("probe/logits")[-1].histogram_value
+    histogram = events.Histograms("probe_logits")[-1].histogram_value
     assert histogram.num == logits.size
     assert histogram.min == pytest.approx(logits.min(), abs=1e-4)
     assert histogram.max == pytest.approx(logits.max(), abs=1e-4)
-    snapshot = np.load(root / "tb" / "snapshots" / "epoch_0002.npz")
+    snapshot = np.load(root / "tb" / "keras_logits" / "snapshots" / "epoch_0002.npz")
     np.testing.assert_allclose(snapshot["logits"], logits, atol=1e-4)
-    np.testing.assert_allclose(snapshot["probabilities"], probabilities, atol=1e-6)
+    assert "probabilities" not in snapshot  # derived: softmax of the stored logits
+    np.testing.assert_allclose(softmax(snapshot["logits"].astype("float64")), probabilities, atol=1e-6)
     np.testing.assert_array_equal(snapshot["labels"], y_probe)
 
 
@@ -106,9 +108,9 @@ def test_csv_has_one_header_and_one_row_per_epoch_equal_to_history(logged_run):
     assert sum(line.startswith("epoch,") for line in lines) == 1
     rows = read_csv(root / "log.csv")
     assert [int(row["epoch"]) for row in rows] == [0, 1, 2]
-    for key in ("loss", "probe/logits/ece"):
+    for key in ("loss", "probe_logits_ece"):
         assert [float(row[key]) for row in rows] == pytest.approx(history.history[key], rel=1e-6)
-    assert sorted(p.name for p in (root / "tb" / "snapshots").iterdir()) == [
+    assert sorted(p.name for p in (root / "tb" / "keras_logits" / "snapshots").iterdir()) == [
         "epoch_0000.npz", "epoch_0001.npz", "epoch_0002.npz"]
 
 
@@ -120,9 +122,9 @@ def test_in_step_metrics_are_logged_under_output_tags(digits, tmp_path):
                           verbose=0, callbacks=[logger])
     events = read_events(tmp_path)
     scalars = set(events.Tags()["scalars"])
-    assert {"logits/ece", "logits/mean", "val/logits/ece", "val/loss"} <= scalars
-    assert events.Scalars("logits/ece")[-1].value == pytest.approx(history.history["logits_ece"][-1], rel=1e-6)
-    assert not (tmp_path / "snapshots").exists()
+    assert {"logits_ece", "logits_mean", "val_logits_ece", "val_loss"} <= scalars
+    assert events.Scalars("logits_ece")[-1].value == pytest.approx(history.history["logits_ece"][-1], rel=1e-6)
+    assert not (tmp_path / "keras_logits" / "snapshots").exists()
 
 
 def test_probe_may_be_a_dataset_without_labels(digits, tmp_path):
@@ -133,15 +135,18 @@ def test_probe_may_be_a_dataset_without_labels(digits, tmp_path):
     logger = LogitsLogger(probe, csv_path=tmp_path / "log.csv")
     compiled_cnn().fit(x_train[:128], y_train[:128], epochs=1, verbose=0, callbacks=[logger])
     row = read_csv(tmp_path / "log.csv")[0]
-    assert "probe/logits/mean" in row and "probe/logits/ece" not in row and "probe/accuracy" not in row
-    assert np.load(tmp_path / "snapshots" / "epoch_0000.npz")["logits"].shape == (50, 10)
+    assert "probe_logits_mean" in row and "probe_logits_ece" not in row and "probe_logits_accuracy" not in row
+    assert np.load(tmp_path / "log_snapshots" / "epoch_0000.npz")["logits"].shape == (50, 10)
 
 
-def test_every_n_epochs(digits, tmp_path):
+def test_every_n_epochs_probes_the_first_and_every_nth_epoch_and_writes_every_epoch(digits, tmp_path):
     (x_train, y_train), (x_test, y_test) = digits
     logger = LogitsLogger((x_test[:16], y_test[:16]), csv_path=tmp_path / "log.csv", every_n_epochs=2)
-    compiled_cnn().fit(x_train[:128], y_train[:128], epochs=5, verbose=0, callbacks=[logger])
-    assert [row["epoch"] for row in read_csv(tmp_path / "log.csv")] == ["1", "3"]
+    history = compiled_cnn().fit(x_train[:128], y_train[:128], epochs=5, verbose=0, callbacks=[logger])
+    rows = read_csv(tmp_path / "log.csv")
+    assert [row["epoch"] for row in rows] == ["0", "1", "2", "3", "4"]
+    assert [row["probe_logits_ece"] != "" for row in rows] == [True, True, False, True, False]
+    assert np.isnan(history.history["probe_logits_ece"]).tolist() == [False, False, True, False, True]
 
 
 def test_resumed_fit_with_initial_epoch_appends_to_the_same_csv(digits, tmp_path):
@@ -153,7 +158,7 @@ def test_resumed_fit_with_initial_epoch_appends_to_the_same_csv(digits, tmp_path
     model.fit(x_train[:128], y_train[:128], initial_epoch=2, epochs=4, verbose=0,
               callbacks=[LogitsLogger(probe, log_dir=tmp_path, csv_path=tmp_path / "log.csv")])
     assert [row["epoch"] for row in read_csv(tmp_path / "log.csv")] == ["0", "1", "2", "3"]
-    assert [e.step for e in read_events(tmp_path).Scalars("probe/logits/mean")] == [0, 1, 2, 3]
+    assert [e.step for e in read_events(tmp_path).Scalars("probe_logits_mean")] == [0, 1, 2, 3]
 
 
 class _Crash(keras.callbacks.Callback):
@@ -251,13 +256,11 @@ def test_unwritable_log_dir_fails_at_train_begin(digits, tmp_path):
     assert epochs_run.epochs == []
 
 
-def test_tag_names():
-    from keras_logits.callbacks import tag_for
+def test_probe_values_are_named_like_keras_history_keys():
+    from keras_logits.callbacks import probe_key
 
-    assert tag_for("logits_ece") == "logits/ece"
-    assert tag_for("val_logits_mean") == "val/logits/mean"
-    assert tag_for("val_loss") == "val/loss"
-    assert tag_for("loss") == "loss"
+    assert probe_key("ece") == "probe_logits_ece"
+    assert probe_key("accuracy") == "probe_logits_accuracy"
 
 
 @pytest.mark.parametrize("activation,labels_kind", [("softmax", "sparse"), ("softmax", "one_hot"),
@@ -278,7 +281,7 @@ def test_probe_summary_equals_the_in_step_metrics(activation, labels_kind):
     summary = probe_summary(logits, labels, activation)
     for metric in keras_logits.metrics.default_metrics(activation):
         metric.update_state(labels, logits)
-        assert summary[f"logits/{metric.name}"] == pytest.approx(float(metric.result()), abs=2e-5), metric.name
+        assert summary[metric.name] == pytest.approx(float(metric.result()), abs=2e-5), metric.name
 
 
 def test_temporaries_of_a_killed_writer_are_removed_at_train_begin(tmp_path):
@@ -297,3 +300,52 @@ def test_temporaries_of_a_killed_writer_are_removed_at_train_begin(tmp_path):
               callbacks=[LogitsLogger(np.ones((4, 3)), csv_path=tmp_path / "log.csv", snapshots=False)])
     assert not stale.exists() and in_flight.exists()
     assert (tmp_path / "log.csv").is_file()
+
+
+@pytest.fixture(scope="module")
+def two_input_two_head_model():
+    """Inputs 'image' and 'meta' (model.inputs in that order); outputs 'digit' (softmax) and 'odd' (sigmoid)."""
+    keras.utils.set_random_seed(3)
+    image, meta = keras.Input((8, 8, 1), name="image"), keras.Input((2,), name="meta")
+    features = keras.layers.Concatenate()([keras.layers.Flatten()(image), meta])
+    digit = keras.layers.Dense(10, activation="softmax", name="digit")(features)
+    odd = keras.layers.Dense(1, activation="sigmoid", name="odd")(features)
+    model = keras.Model([image, meta], {"digit": digit, "odd": odd})
+    model.compile(optimizer="adam", loss={"digit": "sparse_categorical_crossentropy", "odd": "binary_crossentropy"})
+    return model
+
+
+def test_dict_probe_in_another_key_order_is_paired_by_input_name_and_head_picks_the_output(
+        digits, tmp_path, two_input_two_head_model):
+    (x_train, y_train), (x_test, y_test) = digits
+    model = two_input_two_head_model
+    meta = np.random.default_rng(0).normal(size=(len(x_test), 2)).astype("float32")
+    probe = ({"meta": meta[:32], "image": x_test[:32]}, y_test[:32])  # keys in the other order
+    logger = LogitsLogger(probe, csv_path=tmp_path / "log.csv", head="digit")
+    train_meta = np.zeros((128, 2), "float32")
+    history = model.fit({"image": x_train[:128], "meta": train_meta},
+                        {"digit": y_train[:128], "odd": (y_train[:128] % 2).astype("float32")},
+                        epochs=1, verbose=0, callbacks=[logger])
+    probabilities = model.predict({"image": x_test[:32], "meta": meta[:32]}, verbose=0)["digit"]
+    expected = np.mean(probabilities.argmax(-1) == y_test[:32])
+    assert history.history["probe_logits_accuracy"][-1] == pytest.approx(expected)
+    snapshot = np.load(tmp_path / "log_snapshots" / "epoch_0000.npz")
+    np.testing.assert_allclose(softmax(snapshot["logits"].astype("float64")), probabilities, atol=1e-5)
+
+
+def test_multi_head_model_without_head_is_refused_naming_head(digits, tmp_path, two_input_two_head_model):
+    (x_train, y_train), (x_test, y_test) = digits
+    probe = {"image": x_test[:4], "meta": np.zeros((4, 2), "float32")}
+    with pytest.raises(ValueError, match="head="):
+        two_input_two_head_model.fit({"image": x_train[:8], "meta": np.zeros((8, 2))},
+                                     {"digit": y_train[:8], "odd": np.zeros(8)}, epochs=1, verbose=0,
+                                     callbacks=[LogitsLogger(probe, snapshots=False)])
+
+
+def test_dict_probe_with_a_wrong_key_names_the_model_inputs(digits, two_input_two_head_model):
+    (x_train, y_train), _ = digits
+    probe = {"img": np.zeros((4, 8, 8, 1)), "meta": np.zeros((4, 2))}
+    with pytest.raises(ValueError, match=r"keys \['img', 'meta'\], but model .* takes inputs \['image', 'meta'\]"):
+        two_input_two_head_model.fit({"image": x_train[:8], "meta": np.zeros((8, 2))},
+                                     {"digit": y_train[:8], "odd": np.zeros(8)}, epochs=1, verbose=0,
+                                     callbacks=[LogitsLogger(probe, snapshots=False, head="digit")])

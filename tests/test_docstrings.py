@@ -15,6 +15,9 @@ MODULES = [
     pytest.param("keras_logits.export_model", marks=pytest.mark.backends("tensorflow", "jax")),  # exports
     "keras_logits.files",
     "keras_logits.tensorboard_events",
+    "keras_logits.distribution",
+    "keras_logits.probe",
+    "keras_logits.snapshots",
     "keras_logits.scores",
     "keras_logits.calibration",
     "keras_logits.checks",

@@ -58,7 +58,7 @@ def test_logits_over_epochs_from_a_real_logits_logger_run(tmp_path):
     logger = keras_logits.LogitsLogger((x, y), log_dir=tmp_path / "logs")
     model.fit(x, y, epochs=3, verbose=0, callbacks=[logger])
     path = tmp_path / "epochs.png"
-    figure = plots.logits_over_epochs(tmp_path / "logs" / "snapshots", path=path, figsize=(4, 3), dpi=100)
+    figure = plots.logits_over_epochs(tmp_path / "logs" / "keras_logits" / "snapshots", path=path, figsize=(4, 3), dpi=100)
     assert png_size(path) == ("PNG", (400, 300))
     image = figure.axes[0].get_images()[0].get_array()
     assert image.shape == (40, 3)  # bins x epochs

@@ -38,8 +38,8 @@ def test_demo_trains_exposes_prints_a_table_and_exports(tmp_path):
     log_dir = tmp_path / "out" / "logs"
     assert f"Logs: TensorBoard events and per-epoch probe snapshots in {log_dir}" in out
     assert len((log_dir / "metrics.csv").read_text().splitlines()) == 1 + 6
-    assert len(list((log_dir / "snapshots").glob("epoch_*.npz"))) == 6
-    assert list(log_dir.glob("events.out.tfevents.*"))
+    assert len(list((log_dir / "keras_logits" / "snapshots").glob("epoch_*.npz"))) == 6
+    assert list((log_dir / "keras_logits").glob("events.out.tfevents.*"))
     export_dir = tmp_path / "out" / "saved_model"
     if BACKEND == "torch":
         assert "Export skipped: SavedModel export needs the TensorFlow or JAX backend" in out

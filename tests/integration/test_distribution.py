@@ -76,13 +76,13 @@ def test_metric_values_equal_the_default_run(runs, variant):
     # Two epochs of training, then the logger's probe: float drift only.
     for key, values in default["history"].items():
         assert other["history"][key] == pytest.approx(values, rel=1e-3, abs=1e-4), key
-    assert "probe/logits/ece" in other["history"] and "logits_ece" in other["history"]
+    assert "probe_logits_ece" in other["history"] and "logits_ece" in other["history"]
 
 
 def test_mirrored_logger_writes_one_row_per_epoch_with_the_probe_counted_once(runs):
     results, log_root = runs
     lines = (log_root / "mirrored" / "log.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,") and len(lines) == 3
-    for key in ("probe/logits/mean", "probe/accuracy", "probe/logits/ece"):
+    for key in ("probe_logits_mean", "probe_logits_accuracy", "probe_logits_ece"):
         assert results["mirrored"]["history"][key] == pytest.approx(results["default"]["history"][key],
                                                                    rel=1e-3, abs=1e-4), key

@@ -91,12 +91,12 @@ def test_csv_is_one_continuous_table(killed_then_resumed):
     rows = _rows(log_dir / "log.csv")
     assert [row["epoch"] for row in rows] == [str(e) for e in range(EPOCHS)]
     assert rows[:KILL_EPOCH] == rows_after_kill  # epochs before the kill are kept as written
-    assert all(np.isfinite(float(row["probe/logits/ece"])) for row in rows)
+    assert all(np.isfinite(float(row["probe_logits_ece"])) for row in rows)
 
 
 def test_snapshots_one_per_epoch_and_all_readable(killed_then_resumed):
     log_dir, _ = killed_then_resumed
-    snapshots = sorted((log_dir / "snapshots").glob("epoch_*.npz"))
+    snapshots = sorted((log_dir / "keras_logits" / "snapshots").glob("epoch_*.npz"))
     assert [p.name for p in snapshots] == [f"epoch_{e:04d}.npz" for e in range(EPOCHS)]
     for path in snapshots:
         with np.load(path, allow_pickle=False) as snapshot:
@@ -105,9 +105,9 @@ def test_snapshots_one_per_epoch_and_all_readable(killed_then_resumed):
 
 def test_tensorboard_has_one_value_per_epoch(killed_then_resumed):
     log_dir, _ = killed_then_resumed
-    accumulator = event_accumulator.EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    accumulator = event_accumulator.EventAccumulator(str(log_dir / "keras_logits"), size_guidance={"scalars": 0})
     accumulator.Reload()
-    steps = [event.step for event in accumulator.Scalars("probe/logits/ece")]
+    steps = [event.step for event in accumulator.Scalars("probe_logits_ece")]
     assert sorted(set(steps)) == list(range(EPOCHS))
 
 

@@ -81,7 +81,7 @@ def test_evaluate_metrics_equal_single_device(result):
 
 def test_fit_history_and_probe_summaries_equal_single_device(result):
     single, parallel = result[1]["single"]["history"], result[1]["parallel"]["history"]
-    assert "probe/logits/ece" in single and "logits_brier" in single
+    assert "probe_logits_ece" in single and "logits_brier" in single
     for key in single:
         np.testing.assert_allclose(parallel[key], single[key], rtol=RELATIVE_TOLERANCE, atol=1e-6, err_msg=key)
     np.testing.assert_allclose(result[1]["parallel"]["probe_logits"], result[1]["single"]["probe_logits"],
@@ -93,5 +93,5 @@ def test_the_odd_sized_probe_is_logged_whole_once(result):
     with open(out_dir / "parallel" / "log.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert [row["epoch"] for row in rows] == ["0", "1"]
-    accuracy = float(rows[-1]["probe/accuracy"])
+    accuracy = float(rows[-1]["probe_logits_accuracy"])
     assert accuracy * 101 == pytest.approx(round(accuracy * 101))  # a fraction of 101 samples, not 102
