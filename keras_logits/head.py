@@ -8,11 +8,14 @@ consumes the `Head` it returns.
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 from typing import Any, Optional
 
 import keras
 
 from keras_logits._activations import SUPPORTED_ACTIVATIONS, check_activation
+from keras_logits.layers import LogitsHead, MaskedLogits, PreActivation, Temperature
 
 # Layers that only move values around: logits stay logits when they pass through.
 _SHAPE_ONLY_LAYERS = (
@@ -28,6 +31,26 @@ _SHAPE_ONLY_LAYERS = (
     keras.layers.SpatialDropout3D,
 )
 
+# Layers whose `activation` argument is applied to their output: a softmax/sigmoid there is a
+# fused head. Exact types: a subclass may override call() and do anything.
+_FUSED_LAYER_TYPES = (
+    keras.layers.Dense,
+    keras.layers.EinsumDense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+)
+
+# Their `activation` is the cell's, applied inside the recurrence: never an output activation.
+_RECURRENT_LAYERS = (keras.layers.RNN, keras.layers.Bidirectional)
+
 _ACTIVATION_FUNCTIONS = {
     "softmax": keras.activations.softmax,
     "sigmoid": keras.activations.sigmoid,
@@ -41,14 +64,16 @@ class Step:
     `kind` is `"shape_only"` (a layer such as Flatten that the logits pass
     through), `"nested"` (a submodel whose output is followed inside), or the
     terminal step: `"fused"` (a Dense/Conv whose own `activation` is the
-    softmax/sigmoid), `"separate"` (an `Activation`/`Softmax` layer or op) or
-    `"given"` (the output already is logits; the activation was passed by the
-    caller).
+    softmax/sigmoid), `"separate"` (an `Activation`/`Softmax` layer or op,
+    including the one `expose` splits off), `"logits_head"` (a `LogitsHead`)
+    or `"given"` (the output already is logits; the activation was passed by
+    the caller).
     """
 
     kind: str
     operation: Any
     node: Any
+    index: int = 0
 
     @property
     def input_tensor(self):
@@ -56,11 +81,11 @@ class Step:
 
     @property
     def output_tensor(self):
-        return self.node.output_tensors[0]
+        return self.node.output_tensors[self.index]
 
     def replay(self, tensor):
-        """Calls this step's operation on `tensor` with the original keyword arguments."""
-        return self.operation(tensor, **self.node.arguments.kwargs)
+        """Calls this step's operation on `tensor` with the original other arguments (a mask, ...)."""
+        return self.operation(tensor, *self.node.arguments.args[1:], **self.node.arguments.kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +99,12 @@ class Head:
             `find_head(..., activation=...)`, the layer producing the logits.
         activation: `"softmax"` or `"sigmoid"`.
         fused: True when the activation is the `activation=` argument of a
-            Dense / EinsumDense / ConvND layer, False for a separate layer.
-        axis: The class axis the activation normalises over.
+            Dense / EinsumDense / ConvND layer (or one of these inside
+            `TimeDistributed`), False for a separate layer. An exposed model
+            describes its head as the original did: the activation `expose`
+            split off a fused layer is reported as that layer, fused.
+        axis: The class axis of the output: always -1, the last axis (heads
+            whose classes end up elsewhere are refused).
         num_classes: Size of the class axis (1 for a single-unit binary sigmoid);
             None when the shape is dynamic.
         path: Names of the nested models leading to `layer`, outermost first;
@@ -110,7 +139,7 @@ class Head:
         """The layer whose output (without activation) is the logits."""
         if self.fused or not self.applied_by_model:
             return self.layer
-        return _producer_skipping_shape_only(self.route[-1].input_tensor)[0]
+        return _walk(self.route[-1].input_tensor, into_models=False, through_logits=True).operation
 
     def describe(self) -> str:
         """One line for people: layer, activation, fused or separate, classes, path."""
@@ -130,7 +159,9 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     Walks back from the model output through shape-only layers (Flatten,
     Reshape, Dropout, Identity, ...) and into nested models until it reaches the
     softmax/sigmoid, fused into a Dense/Conv layer or applied by a separate
-    `Activation`/`Softmax` layer.
+    `Activation`/`Softmax` layer. The package's own layers are known by type: a
+    `LogitsHead`'s `"probabilities"` output, and the activation `expose` split
+    off a `PreActivation` (described as the original fused layer).
 
     Args:
         model: A built functional or Sequential Keras model.
@@ -162,9 +193,16 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     if len(heads) > 1:
         raise ValueError(
             f"Model '{model.name}' has {len(heads)} classification outputs {sorted(heads)}. "
-            "Pick one with output=<name> (or head=<name> in expose())."
+            f"{CHOOSE_A_HEAD}"
         )
     return next(iter(heads.values()))
+
+
+# Every place that takes a choice of head; the others add their parameter under these names.
+CHOOSE_A_HEAD = (
+    "Pick one with find_head(model, output=<name>), head=<name> in expose(), ensure_exposed(), "
+    "export() and LogitsLogger(), or --head <name> on the keras-logits command line."
+)
 
 
 def find_heads(model, *, activation: Optional[str] = None) -> dict:
@@ -184,13 +222,15 @@ def find_heads(model, *, activation: Optional[str] = None) -> dict:
     >>> {name: head.activation for name, head in keras_logits.find_heads(model).items()}
     {'kind': 'softmax', 'tags': 'sigmoid'}
     """
+    _check_is_graph_model(model)
     if activation is not None:
         check_activation(activation)
     outputs = model_outputs(model)
+    outputs_by_id = {id(tensor): name for name, tensor in outputs.items()}
     heads, problems = {}, []
     for name, tensor in outputs.items():
         try:
-            heads[name] = _head_of(tensor, name, activation, path=())
+            heads[name] = _head_of(tensor, name, activation, outputs_by_id)
         except _NoHead as problem:
             problems.append(problem)
     if not heads:
@@ -224,33 +264,44 @@ def output_activations(model) -> dict:
     """
     activations = {}
     for name, tensor in model_outputs(model).items():
-        size = _size(tensor, -1)
-        operation, node, tensor_index = _operation_of(tensor)
-        while isinstance(operation, (keras.Model, *_SHAPE_ONLY_LAYERS)):
-            if isinstance(operation, keras.Model):
-                tensor = list(operation.outputs)[tensor_index]
-            else:
-                tensor = node.input_tensors[0]
-            operation, node, tensor_index = _operation_of(tensor)
-        activations[name] = (_output_activation(operation, tensor_index), size)
+        found = _walk(tensor)
+        kind = _kind(found.operation, found.index)
+        if kind in ("activation", "other_activation"):
+            try:
+                activation = _activation_of(found.operation, found.index)[0]
+            except _NoHead:  # softmax over several axes
+                activation = "softmax"
+        else:
+            activation = "linear" if kind in ("linear", "logits_preserving") else None
+        activations[name] = (activation, _size(tensor, -1))
     return activations
 
 
-def _output_activation(operation, tensor_index) -> Optional[str]:
-    if operation is None or isinstance(operation, keras.layers.InputLayer):
-        return None
-    declared = getattr(operation, "activation", None)
-    if isinstance(declared, str) and declared in SUPPORTED_ACTIVATIONS:  # LogitsHead: logits, probabilities
-        return "linear" if tensor_index == 0 else declared
-    if type(operation).__name__ in ("PreActivation", "Temperature"):  # by name: layers imports this module
-        return "linear"
-    try:
-        activation, _, _ = _activation_of(operation)
-    except _NoHead:
-        return None
-    if activation is not None:
-        return activation
-    return "linear" if declared is not None else None
+def outputs_from_probabilities(model) -> dict:
+    """`{output name: [upstream softmax/sigmoid layers]}` for outputs computed from probabilities.
+
+    An output that is not itself a head, but is computed from a softmax or
+    sigmoid further up (an ensemble average, a rescaling, a product with class
+    priors), is neither logits nor the model's probabilities.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((4,))
+    >>> probabilities = keras.layers.Dense(3, activation="softmax", name="cls")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Rescaling(0.5, name="half")(probabilities))
+    >>> outputs_from_probabilities(model)
+    {'half': ["'cls' (Dense, softmax)"]}
+    """
+    found = {}
+    for name, tensor in model_outputs(model).items():
+        producer = _walk(tensor)
+        if _kind(producer.operation, producer.index) in ("activation", "input", "recurrent"):
+            continue
+        upstream, _ = _search_upstream(producer.tensor)
+        if upstream:
+            found[name] = [_describe_upstream(item) for item in upstream]
+    return found
 
 
 def model_outputs(model) -> dict:
@@ -277,6 +328,13 @@ def model_inputs(model):
 
 def _check_is_graph_model(model) -> None:
     if not isinstance(model, keras.Model):
+        if any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__):
+            raise TypeError(
+                f"Model '{getattr(model, 'name', '?')}' is a Keras 2 (tf_keras) {type(model).__name__}; "
+                "keras_logits works on Keras 3 models. Save it as .h5 (model.save('model.h5')) and load "
+                "that with Keras 3 (keras.saving.load_model('model.h5')), or pass the .h5 file to the "
+                "keras-logits command line."
+            )
         raise TypeError(
             f"Expected a keras.Model, got {type(model).__name__}. Wrap a layer stack in "
             "keras.Sequential or build a functional model first."
@@ -291,7 +349,7 @@ def _check_is_graph_model(model) -> None:
                 "model.build((None, *input_shape)) first."
             ) from None
         return
-    if getattr(model, "outputs", None) is None:
+    if not _is_graph_model(model):
         raise ValueError(
             f"Model '{model.name}' is a subclassed keras.Model ({type(model).__name__}): its "
             "call() is Python code, so its graph cannot be read or rebuilt. Return both "
@@ -300,8 +358,30 @@ def _check_is_graph_model(model) -> None:
         )
 
 
+def _is_graph_model(model) -> bool:
+    try:
+        return getattr(model, "outputs", None) is not None
+    except (AttributeError, ValueError):
+        return False
+
+
 class _NoHead(Exception):
     """One output has no classification head; the message says why."""
+
+
+# ---- the walk ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Producer:
+    """Where a walk back stopped: the operation that computed `tensor`, and the steps to it."""
+
+    operation: Any
+    node: Any
+    index: int
+    tensor: Any
+    path: tuple
+    route: tuple
 
 
 def _operation_of(tensor):
@@ -312,90 +392,361 @@ def _operation_of(tensor):
     return operation, operation._inbound_nodes[node_index], tensor_index
 
 
+def _walk(tensor, *, into_models: bool = True, through_logits: bool = False, path=(), route=()) -> _Producer:
+    """THE walk: follows `tensor` back to the operation that computed it.
+
+    It passes through shape-only layers, into nested graph models (unless
+    `into_models=False`) and, with `through_logits=True`, through the layers
+    that take logits to logits (`Temperature`, `MaskedLogits`, the logits of a
+    `LogitsHead`, a linear `Activation`), recording each step.
+    """
+    while True:
+        operation, node, index = _operation_of(tensor)
+        kind = _kind(operation, index)
+        if kind == "nested" and into_models:
+            route += (Step("nested", operation, node, index),)
+            path += (_model_name_in_path(operation),)
+            tensor = list(operation.outputs)[index]
+        elif kind == "shape_only" or (kind == "logits_preserving" and through_logits):
+            route += (Step(kind, operation, node, index),)
+            tensor = node.input_tensors[0]
+        else:
+            return _Producer(operation, node, index, tensor, path, route)
+
+
+def _model_name_in_path(model) -> str:
+    """A nested model's name; an exposed copy of a nested model (`expose` builds one) by its original's."""
+    structure = getattr(model, "_outputs_struct", None)
+    if isinstance(structure, dict) and {"logits", "probabilities"} <= set(structure):
+        return re.sub(r"_exposed(_\d+)?$", "", model.name)
+    return model.name
+
+
+def _kind(operation, index) -> str:
+    """What an operation's output is, for the walk and the diagnosis of outputs that are not heads.
+
+    `"input"`, `"nested"` (a graph model), `"shape_only"`, `"logits_preserving"`
+    (logits in, logits out), `"linear"` (a weighted layer without activation:
+    its output may be logits), `"activation"` (softmax/sigmoid: a head),
+    `"other_activation"` (relu, ...), `"recurrent"`, `"opaque"` (Lambda, custom
+    layers, subclassed models: the package cannot see what they compute) or
+    `"builtin"` (any other Keras layer or op).
+    """
+    if operation is None or isinstance(operation, keras.layers.InputLayer):
+        return "input"
+    if isinstance(operation, keras.Model):
+        return "nested" if _is_graph_model(operation) else "opaque"
+    if isinstance(operation, _SHAPE_ONLY_LAYERS):
+        return "shape_only"
+    if isinstance(operation, PreActivation):
+        return "linear"
+    if isinstance(operation, (Temperature, MaskedLogits)):
+        return "logits_preserving"
+    if isinstance(operation, LogitsHead):
+        return "logits_preserving" if index == 0 else "activation"  # outputs flattened: logits, probabilities
+    if isinstance(operation, _RECURRENT_LAYERS) or _wrapped(operation, _RECURRENT_LAYERS):
+        return "recurrent"
+    if isinstance(operation, keras.layers.Softmax) or _is_activation_op(operation):
+        return "activation"
+    fused = _fused_layer(operation)
+    if fused is not None or isinstance(operation, keras.layers.Activation):
+        name = _activation_name((fused or operation).activation)
+        if name == "linear":
+            return "linear" if fused is not None else "logits_preserving"
+        return "activation" if name in SUPPORTED_ACTIVATIONS else "other_activation"
+    if isinstance(operation, keras.layers.Lambda) or not type(operation).__module__.startswith("keras."):
+        return "opaque"
+    if hasattr(operation, "activation") or isinstance(operation, keras.layers.Wrapper):
+        return "opaque"  # a layer with its own activation (or wrapping one) the package does not know
+    return "builtin"
+
+
+def _wrapped(operation, types) -> bool:
+    return isinstance(operation, keras.layers.Wrapper) and isinstance(operation.layer, types)
+
+
+def _fused_layer(operation):
+    """The Dense/Conv whose `activation` is `operation`'s output activation, or None."""
+    if type(operation) in _FUSED_LAYER_TYPES:
+        return operation
+    if type(operation) is keras.layers.TimeDistributed and type(operation.layer) in _FUSED_LAYER_TYPES:
+        return operation.layer
+    return None
+
+
+def _is_activation_op(operation) -> bool:
+    module = type(operation).__module__
+    return module.startswith("keras.src.ops.nn") and type(operation).__name__ in ("Softmax", "Sigmoid")
+
+
+def _activation_of(operation, index=0):
+    """(activation name, axis, fused) of an `"activation"`/`"other_activation"` operation."""
+    if isinstance(operation, LogitsHead):
+        return operation.activation, operation.axis, False
+    if isinstance(operation, keras.layers.Softmax):
+        return "softmax", _single_axis(operation.axis), False
+    if _is_activation_op(operation):
+        return type(operation).__name__.lower(), _single_axis(getattr(operation, "axis", -1)), False
+    fused = _fused_layer(operation)
+    return _activation_name((fused or operation).activation), -1, fused is not None
+
+
 def _describe(operation) -> str:
     return f"'{operation.name}' ({type(operation).__name__})"
 
 
-def _head_of(tensor, output_name, given_activation, path, route=()):
-    """Walks back from `tensor` to the head; raises _NoHead with the reason."""
-    operation, node, tensor_index = _operation_of(tensor)
-    if operation is None or isinstance(operation, keras.layers.InputLayer):
+# ---- one output: a head, or why not -----------------------------------------------------
+
+
+def _head_of(tensor, output_name, given_activation, outputs_by_id):
+    """The head of one output; raises _NoHead with the reason and the way forward."""
+    found = _walk(tensor)
+    operation = found.operation
+    kind = _kind(operation, found.index)
+    if kind == "input":
         if given_activation is not None and operation is not None:
-            raise _NoHead(
-                f"output '{output_name}' is the model input itself; there is no logits layer"
-            )
+            raise _NoHead(f"output '{output_name}' is the model input itself; there is no logits layer")
         raise _NoHead(f"output '{output_name}' is a model input, not a classifier output")
-
-    if isinstance(operation, keras.Model):
-        inner = list(operation.outputs)[tensor_index]
-        step = Step("nested", operation, node)
-        return _head_of(inner, output_name, given_activation, path + (operation.name,), route + (step,))
-
-    if isinstance(operation, _SHAPE_ONLY_LAYERS):
-        step = Step("shape_only", operation, node)
-        return _head_of(node.input_tensors[0], output_name, given_activation, path, route + (step,))
-
-    activation, axis, fused = _activation_of(operation)
-    if activation is None:
-        if given_activation is not None:
-            step = Step("given", operation, node)
-            return Head(
-                layer=operation,
-                activation=given_activation,
-                fused=False,
-                axis=-1,
-                num_classes=_size(tensor, -1),
-                path=path,
-                output_name=output_name,
-                applied_by_model=False,
-                route=route + (step,),
-            )
+    if kind == "recurrent":
         raise _NoHead(
-            f"output '{output_name}' comes from layer {_describe(operation)}, which has no "
-            "activation. If that output already is logits, pass activation='softmax' "
-            "(one class per sample) or activation='sigmoid' (binary / multi-label)"
+            f"output '{output_name}' comes from the recurrent layer {_describe(operation)}, whose "
+            "activation is the cell's internal activation, not a classification head. End the model in "
+            "Dense(num_classes, activation='softmax'), or TimeDistributed(Dense(num_classes, "
+            "activation='softmax')) for one class per time step"
         )
-    if activation not in SUPPORTED_ACTIVATIONS:
+    if kind == "other_activation":
+        activation = _activation_of(operation, found.index)[0]
         raise _NoHead(
             f"output '{output_name}' comes from layer {_describe(operation)} with activation "
             f"'{activation}', which is not a classification activation. keras_logits supports "
             "softmax and sigmoid heads; if the tensor before it is what you want, end the "
             "model there and pass activation='softmax' or 'sigmoid'"
         )
-    if given_activation is not None:
-        raise _NoHead(
-            f"output '{output_name}' already applies {activation} in layer "
-            f"{_describe(operation)}; leave out activation= and the logits are found for you"
-        )
-    step = Step("fused" if fused else "separate", operation, node)
+    if kind == "activation":
+        if given_activation is not None:
+            activation = _activation_of(operation, found.index)[0]
+            raise _NoHead(
+                f"output '{output_name}' already applies {activation} in layer "
+                f"{_describe(operation)}; leave out activation= and the logits are found for you"
+            )
+        return _activation_head(found, output_name)
+    return _given_head(found, output_name, given_activation, outputs_by_id)
+
+
+def _activation_head(found: _Producer, output_name: str) -> Head:
+    operation, node = found.operation, found.node
+    activation, axis, fused = _activation_of(operation, found.index)
+    if fused:
+        kind, layer = "fused", operation
+    else:
+        kind, layer = ("logits_head" if isinstance(operation, LogitsHead) else "separate"), operation
+        logits = node.input_tensors[0]
+        split_off = _walk(logits, into_models=False, through_logits=True)
+        wrapped = getattr(split_off.operation, "layer", None)
+        if isinstance(split_off.operation, PreActivation) and _output_activation_name(wrapped) == activation:
+            layer, fused = wrapped, True  # expose() split this activation off `wrapped`: describe it as fused
+        else:
+            upstream, _ = _search_upstream(logits)
+            if upstream:
+                raise _NoHead(
+                    f"output '{output_name}' applies {activation} in layer {_describe(operation)} to values "
+                    f"computed from {_upstream_list(upstream)} further up: they are probabilities, not "
+                    "logits. End the model at the first activation, or remove one of them"
+                )
+    head_output = node.output_tensors[found.index]
+    num_classes = _class_axis_at_output(found, head_output, axis, activation, output_name, layer)
     return Head(
-        layer=operation,
+        layer=layer,
         activation=activation,
         fused=fused,
-        axis=axis,
-        num_classes=_size(node.output_tensors[0], axis),
-        path=path,
+        axis=-1,
+        num_classes=num_classes,
+        path=found.path,
         output_name=output_name,
-        route=route + (step,),
+        route=found.route + (Step(kind, operation, node, found.index),),
     )
 
 
-def _activation_of(operation):
-    """Returns (activation name or None, axis, fused) for an operation."""
-    if isinstance(operation, keras.layers.Softmax):
-        return "softmax", _single_axis(operation.axis), False
-    module = type(operation).__module__
-    if module.startswith("keras.src.ops.nn") and type(operation).__name__ in ("Softmax", "Sigmoid"):
-        axis = getattr(operation, "axis", -1)
-        return type(operation).__name__.lower(), _single_axis(axis), False
-    function = getattr(operation, "activation", None)
-    if function is None:
-        return None, -1, False
-    name = _activation_name(function)
-    if name == "linear":
-        return None, -1, False
-    fused = not isinstance(operation, keras.layers.Activation)
-    return name, -1, fused
+def _output_activation_name(layer) -> Optional[str]:
+    fused = _fused_layer(layer)
+    return None if fused is None else _activation_name(fused.activation)
+
+
+def _given_head(found: _Producer, output_name: str, given_activation: Optional[str], outputs_by_id) -> Head:
+    """An output that is not a head: logits the caller vouches for, or a refusal saying why not."""
+    operation = found.operation
+    upstream, opaque = _search_upstream(found.tensor, outputs_by_id)
+    if upstream:
+        members = [item for item in upstream if item.output_name is not None]
+        way = (f"pick that member's own output with head=<one of {sorted({m.output_name for m in members})}>, "
+               if members else "")
+        raise _NoHead(
+            f"output '{output_name}' comes from layer {_describe(operation)}, which is computed from "
+            f"{_upstream_list(upstream)} further up: its values are neither logits nor the model's "
+            f"probabilities, and no activation= makes them so. To get logits, {way}expose the member "
+            "models one by one (keras_logits.expose(member)), or end the model before the combination"
+        )
+    if opaque:
+        names = ", ".join(_describe(layer) for layer in opaque)
+        if given_activation is None:
+            raise _NoHead(
+                f"output '{output_name}' comes through {names}, which keras_logits cannot see into: it cannot "
+                "tell whether the output is logits or probabilities. Rebuild that part from Keras layers, or "
+                "end the model at a Dense/Conv layer without activation; only if you know the output is "
+                "logits (no softmax/sigmoid inside), pass activation='softmax' or 'sigmoid'"
+            )
+        warnings.warn(
+            f"Output '{output_name}' comes through {names}, which keras_logits cannot see into: it takes "
+            f"your word (activation={given_activation!r}) that the output is logits and cannot check it.",
+            UserWarning,
+            stacklevel=4,
+        )
+    elif given_activation is None:
+        raise _NoHead(
+            f"output '{output_name}' comes from layer {_describe(operation)}, which has no "
+            "activation. If that output already is logits, pass activation='softmax' "
+            "(one class per sample) or activation='sigmoid' (binary / multi-label)"
+        )
+    return Head(
+        layer=operation,
+        activation=given_activation,
+        fused=False,
+        axis=-1,
+        num_classes=_size(found.tensor, -1),
+        path=found.path,
+        output_name=output_name,
+        applied_by_model=False,
+        route=found.route + (Step("given", operation, found.node, found.index),),
+    )
+
+
+# ---- what lies upstream of a tensor -----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Upstream:
+    operation: Any
+    path: tuple
+    activation: str
+    output_name: Optional[str] = None  # set when the activation's tensor is also a model output
+
+
+def _search_upstream(tensor, model_outputs_by_id=None):
+    """(softmax/sigmoid producers, opaque layers) among the ancestors of `tensor`.
+
+    The search does not look past weighted layers (Dense/Conv with any
+    activation, `PreActivation`, recurrent layers): a softmax before a Dense is a
+    feature, not the output's probabilities. It enters nested models and
+    leaves them through the inputs they were called with. A producer whose
+    probabilities are themselves a model output (given `{id(tensor): name}`)
+    carries that output's name.
+    """
+    outputs_by_id = model_outputs_by_id or {}
+    upstream, opaque, seen = [], [], set()
+    pending = [(tensor, (), {}, None)]
+    while pending:
+        current, path, exits, via = pending.pop()
+        via = outputs_by_id.get(id(current), via)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if id(current) in exits:
+            outer, outer_path, outer_exits = exits[id(current)]
+            pending.append((outer, outer_path, outer_exits, None))
+            continue
+        operation, node, index = _operation_of(current)
+        kind = _kind(operation, index)
+        if kind == "activation":
+            try:
+                activation = _activation_of(operation, index)[0]
+            except _NoHead:
+                activation = "softmax"  # over several axes: still probabilities
+            upstream.append(_Upstream(operation, path, activation, via))
+        elif kind == "nested":
+            inner_inputs, outer_inputs = list(operation.inputs), list(node.input_tensors)
+            inner_exits = dict(exits)
+            for position, inner in enumerate(inner_inputs):
+                # Called with as many tensors as it has inputs: map each back; else any may lead anywhere.
+                targets = [outer_inputs[position]] if len(inner_inputs) == len(outer_inputs) else outer_inputs
+                inner_exits[id(inner)] = (targets[0], path, exits)
+                pending.extend((extra, path, exits, None) for extra in targets[1:])
+            pending.append((list(operation.outputs)[index], path + (operation.name,), inner_exits, via))
+        elif kind in ("shape_only", "logits_preserving", "builtin", "opaque"):
+            if kind == "opaque":
+                opaque.append(operation)
+            # Only shape-only layers keep "this is that model output's probabilities".
+            keep = via if kind == "shape_only" else None
+            pending.extend((parent, path, exits, keep) for parent in node.input_tensors)
+    return upstream, opaque
+
+
+def _upstream_list(upstream) -> str:
+    return ", ".join(_describe_upstream(item) for item in upstream)
+
+
+def _describe_upstream(item: _Upstream) -> str:
+    where = "/".join(item.path + (item.operation.name,))
+    return f"'{where}' ({type(item.operation).__name__}, {item.activation})"
+
+
+# ---- the class axis ---------------------------------------------------------------------
+
+
+def _class_axis_at_output(found: _Producer, head_output, axis, activation, output_name, layer):
+    """The number of classes, after checking that the class axis is the output's last axis.
+
+    Follows the class axis through the shape-only layers after the head (the
+    route, read backwards). Sigmoid is element-wise: each value of the output
+    is a probability, and the last axis holds its classes.
+    """
+    output_shape = found.route[0].output_tensor.shape if found.route else head_output.shape
+    if activation != "softmax":
+        return output_shape[-1] if output_shape else None
+    position = axis % len(head_output.shape)
+    classes = head_output.shape[position]
+    for step in reversed(found.route):
+        if step.kind != "shape_only" or position is None:
+            continue
+        position = _class_axis_after(step, position)
+        if position is None:
+            raise _NoHead(
+                f"output '{output_name}': the softmax in {_describe(layer)} normalises over {classes} classes, "
+                f"but layer {_describe(step.operation)} then splits or merges that class axis (the output's "
+                f"last axis has {output_shape[-1]}), so class ids and statistics would use the wrong axis. "
+                "Reshape the logits before the softmax instead, so that the classes stay the last axis"
+            )
+    if position != len(output_shape) - 1:
+        raise _NoHead(
+            f"output '{output_name}': the softmax in {_describe(layer)} normalises over axis {position} "
+            f"({classes} classes) of an output of shape {tuple(output_shape)}, but keras_logits needs the "
+            "classes on the last axis, (batch, ..., classes). Put a Permute before the activation so that "
+            "the classes are last, then apply softmax over axis -1"
+        )
+    return classes
+
+
+def _class_axis_after(step: Step, position: int):
+    """Where the axis at `position` of a shape-only layer's input is in its output, or None if it is gone."""
+    before, after = tuple(step.input_tensor.shape), tuple(step.output_tensor.shape)
+    if isinstance(step.operation, keras.layers.Permute):
+        return list(step.operation.dims).index(position) + 1
+    if before == after:
+        return position
+    classes, leading = before[position], before[1:position]
+    for candidate in range(len(after) - 1, 0, -1):
+        if after[candidate] != classes:
+            continue
+        prefix = after[1:candidate]
+        if prefix == leading or (None not in prefix + leading and _product(prefix) == _product(leading)):
+            return candidate
+    return None
+
+
+def _product(sizes) -> int:
+    result = 1
+    for size in sizes:
+        result *= size
+    return result
 
 
 _FRAMEWORK_MODULES = ("keras", "tensorflow", "jax", "torch")
@@ -407,7 +758,7 @@ def _activation_name(function) -> str:
     for name, known in _ACTIVATION_FUNCTIONS.items():
         if function is known:
             return name
-    if function is keras.activations.linear:
+    if function is keras.activations.linear or function is None:
         return "linear"
     raw = getattr(function, "__name__", None) or type(function).__name__
     module = getattr(function, "__module__", None) or ""
@@ -433,18 +784,10 @@ def _size(tensor, axis):
     return shape[axis]
 
 
-def _producer_skipping_shape_only(tensor):
-    """(operation, node) that computed `tensor`, looking through shape-only layers."""
-    operation, node, _ = _operation_of(tensor)
-    while isinstance(operation, _SHAPE_ONLY_LAYERS):
-        operation, node, _ = _operation_of(node.input_tensors[0])
-    return operation, node
-
-
 def features_tensor(tensor):
-    """The tensor that feeds the layer producing `tensor` (skipping shape-only layers)."""
-    operation, node = _producer_skipping_shape_only(tensor)
-    if operation is None or isinstance(operation, keras.layers.InputLayer):
+    """The tensor that feeds the layer producing the logits `tensor` (same walk, not into nested models)."""
+    found = _walk(tensor, into_models=False, through_logits=True)
+    if _kind(found.operation, found.index) in ("input", "nested"):
         return None
-    inputs = node.input_tensors
+    inputs = found.node.input_tensors
     return inputs[0] if len(inputs) == 1 else None

@@ -82,21 +82,23 @@ def test_expose_mobilenet_v3_style_conv_flatten_activation():
 def test_expose_replays_shape_only_layers_after_a_fused_head():
     inputs = keras.Input((6,))
     probs = layers.Dense(6, activation="softmax", name="cls")(inputs)
-    model = keras.Model(inputs, layers.Reshape((2, 3))(layers.Identity()(probs)))
+    model = keras.Model(inputs, layers.Reshape((1, 6))(layers.Identity()(probs)))
     exposed = keras_logits.expose(model)
     outputs = _predict(exposed, X6)
     kernel, bias = model.get_layer("cls").get_weights()
-    assert outputs["logits"].shape == (16, 2, 3)
-    np.testing.assert_allclose(outputs["logits"], (X6 @ kernel + bias).reshape(16, 2, 3), atol=1e-5)
+    assert outputs["logits"].shape == (16, 1, 6)
+    np.testing.assert_allclose(outputs["logits"], (X6 @ kernel + bias).reshape(16, 1, 6), atol=1e-5)
     np.testing.assert_allclose(outputs["probabilities"], _predict(model, X6), atol=1e-6)
 
 
-def test_expose_softmax_layer_on_another_axis():
+def test_expose_softmax_layer_on_another_axis_moved_last_by_permute():
     inputs = keras.Input((6,))
     scores = layers.Reshape((3, 4))(layers.Dense(12)(inputs))
-    model = keras.Model(inputs, layers.Softmax(axis=1)(scores))
-    outputs = _assert_outputs(keras_logits.expose(model), model, keras.Model(inputs, scores), X6)
-    np.testing.assert_allclose(outputs["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+    permute = layers.Permute((2, 1))
+    model = keras.Model(inputs, permute(layers.Softmax(axis=1)(scores)))
+    reference = keras.Model(inputs, layers.Permute((2, 1))(scores))
+    outputs = _assert_outputs(keras_logits.expose(model), model, reference, X6)
+    np.testing.assert_allclose(outputs["probabilities"].sum(axis=-1), 1.0, atol=1e-5)
 
 
 def test_expose_nested_head_is_rebuilt_and_shares_weights():

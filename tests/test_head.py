@@ -34,13 +34,23 @@ def test_find_head_reports_separate_activation_layer_and_its_logits_layer():
     assert head.logits_layer is model.get_layer("scores")
 
 
-def test_find_head_reads_the_axis_of_a_softmax_layer():
+def test_softmax_over_a_class_axis_that_is_not_last_is_refused_with_permute_advice():
     def body(x):
         x = layers.Reshape((4, 3))(layers.Dense(12)(x))
         return layers.Softmax(axis=1, name="per_column")(x)
 
+    with pytest.raises(ValueError, match=r"'per_column' \(Softmax\) normalises over axis 1 \(4 classes\).*"
+                                         r"classes on the last axis.*Permute before the activation"):
+        keras_logits.find_head(_functional(body))
+
+
+def test_softmax_over_axis_1_moved_last_by_permute_is_a_head_on_the_last_axis():
+    def body(x):
+        x = layers.Reshape((4, 3))(layers.Dense(12)(x))
+        return layers.Permute((2, 1))(layers.Softmax(axis=1, name="per_column")(x))
+
     head = keras_logits.find_head(_functional(body))
-    assert (head.layer.name, head.axis, head.num_classes, head.fused) == ("per_column", 1, 4, False)
+    assert (head.layer.name, head.axis, head.num_classes, head.fused) == ("per_column", -1, 4, False)
 
 
 def test_find_head_accepts_a_softmax_op_in_a_functional_graph():
