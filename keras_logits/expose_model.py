@@ -193,12 +193,12 @@ def _follow(route, head: Head, taken: set, temperature=None) -> _Outputs:
         called = inner_model(*step.node.arguments.args, **step.node.arguments.kwargs)
         return _Outputs(called[LOGITS], called[PROBABILITIES], called.get(FEATURES))
     if step.kind == "logits_head":
-        logits = step.input_tensor
+        logits, probabilities = step.node.output_tensors  # flattened in key order
         if temperature is None:
-            logits_output, probabilities = step.node.output_tensors  # flattened in key order
-            return _Outputs(logits_output, probabilities, features_tensor(logits))
+            return _Outputs(logits, probabilities, features_tensor(step.input_tensor))
         scaled = _scale(logits, temperature, head, taken)
-        return _Outputs(scaled, _activate(scaled, head, taken, axis=step.operation.axis), features_tensor(logits))
+        activated = _activate(scaled, head, taken, axis=step.operation.axis)
+        return _Outputs(scaled, activated, features_tensor(step.input_tensor))
     if step.kind == "separate":
         logits = step.input_tensor
         mask = _softmax_mask(step)

@@ -543,8 +543,12 @@ def _activation_head(found: _Producer, output_name: str) -> Head:
         logits = node.input_tensors[0]
         split_off = _walk(logits, into_models=False, through_logits=True)
         wrapped = getattr(split_off.operation, "layer", None)
+        applied_before = [step.operation for step in split_off.route
+                          if isinstance(step.operation, LogitsHead) and step.operation.activation == activation]
         if isinstance(split_off.operation, PreActivation) and _output_activation_name(wrapped) == activation:
             layer, fused = wrapped, True  # expose() split this activation off `wrapped`: describe it as fused
+        elif applied_before:
+            layer = applied_before[0]  # expose(temperature=) re-applied a LogitsHead's activation to scaled logits
         else:
             upstream, _ = _search_upstream(logits)
             if upstream:
