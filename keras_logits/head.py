@@ -182,7 +182,14 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     >>> (head.layer.name, head.activation, head.fused, head.num_classes)
     ('cls', 'softmax', True, 3)
     """
-    heads = find_heads(model, activation=activation)
+    heads, problems = _heads_and_problems(model, activation)
+    if output is not None and output in problems:
+        raise ValueError(
+            f"Model '{model.name}' has no classification output named '{output}' (its classification outputs "
+            f"are {sorted(heads)}): {problems[output]}."
+        )
+    if not heads:
+        raise _no_head_error(model, problems)
     if output is not None:
         if output not in heads:
             raise ValueError(
@@ -222,27 +229,37 @@ def find_heads(model, *, activation: Optional[str] = None) -> dict:
     >>> {name: head.activation for name, head in keras_logits.find_heads(model).items()}
     {'kind': 'softmax', 'tags': 'sigmoid'}
     """
+    heads, problems = _heads_and_problems(model, activation)
+    if not heads:
+        raise _no_head_error(model, problems)
+    return heads
+
+
+def _heads_and_problems(model, activation):
+    """`({output: Head}, {output: why it has none})` from one walk per output."""
     _check_is_graph_model(model)
     if activation is not None:
         check_activation(activation)
     outputs = model_outputs(model)
     outputs_by_id = {id(tensor): name for name, tensor in outputs.items()}
-    heads, problems = {}, []
+    heads, problems = {}, {}
     for name, tensor in outputs.items():
         try:
             heads[name] = _head_of(tensor, name, activation, outputs_by_id)
         except _NoHead as problem:
-            problems.append(problem)
-    if not heads:
-        if len(problems) == 1:
-            raise ValueError(f"Cannot find a classification head in model '{model.name}': {problems[0]}")
-        raise ValueError(
-            f"Cannot find a classification head in model '{model.name}': none of its "
-            f"{len(problems)} outputs ends in softmax or sigmoid ("
-            + "; ".join(str(p) for p in problems)
-            + ")."
-        )
-    return heads
+            problems[name] = problem
+    return heads, problems
+
+
+def _no_head_error(model, problems) -> ValueError:
+    if len(problems) == 1:
+        return ValueError(f"Cannot find a classification head in model '{model.name}': {next(iter(problems.values()))}")
+    return ValueError(
+        f"Cannot find a classification head in model '{model.name}': none of its "
+        f"{len(problems)} outputs ends in softmax or sigmoid ("
+        + "; ".join(str(p) for p in problems.values())
+        + ")."
+    )
 
 
 def output_activations(model) -> dict:
@@ -680,7 +697,7 @@ def _search_upstream(tensor, model_outputs_by_id=None):
                 opaque.append(operation)
             # Only shape-only layers keep "this is that model output's probabilities".
             keep = via if kind == "shape_only" else None
-            pending.extend((parent, path, exits, keep) for parent in node.input_tensors)
+            pending.extend((parent, path, exits, keep) for parent in reversed(node.input_tensors))  # first first
     return upstream, opaque
 
 
