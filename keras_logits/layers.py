@@ -2,16 +2,80 @@
 
 from __future__ import annotations
 
-import threading
-
 import keras
 
 from keras_logits._activations import check_activation
 
-# PreActivation switches the wrapped layer's activation off while it traces the
-# layer's call. Replicas of tf.distribute trace in parallel threads; the lock keeps
-# one replica from restoring "linear" as the activation another one saved.
-_ACTIVATION_SWITCH = threading.RLock()
+# Layers whose own `call` computes a linear map and applies `self.activation` to it
+# last, reading the activation from the instance: a twin of such a layer whose
+# instance attribute `activation` is linear computes the pre-activation with the
+# same variable objects. Subclasses that override `call` are not on the list: what
+# their `call` does with the activation cannot be known.
+_SPLITTABLE = (
+    keras.layers.Dense,
+    keras.layers.EinsumDense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+)
+_SPLITTABLE_CALLS = {cls.call for cls in _SPLITTABLE}
+
+
+def _is_splittable(layer) -> bool:
+    if isinstance(layer, keras.layers.TimeDistributed) and type(layer).call is keras.layers.TimeDistributed.call:
+        return _is_splittable(layer.layer)
+    return isinstance(layer, _SPLITTABLE) and type(layer).call in _SPLITTABLE_CALLS
+
+
+def _why_not_splittable(layer) -> str:
+    name = getattr(layer, "name", None)
+    described = f"layer '{name}' ({type(layer).__name__})" if name else f"a {type(layer).__name__} object"
+    if isinstance(layer, keras.layers.TimeDistributed) and type(layer).call is keras.layers.TimeDistributed.call:
+        return f"{described} wrapping {_why_not_splittable(layer.layer)}"
+    if isinstance(layer, (*_SPLITTABLE, keras.layers.TimeDistributed)):
+        return f"{described}, whose class overrides call(), so where it applies its activation cannot be known"
+    return f"{described}, which is not one of them"
+
+
+def _linear_twin(layer):
+    """A shallow copy of `layer` whose activation is linear; same variables, original untouched.
+
+    Built per call from the layer's current attributes (so a layer built, fine-tuned
+    or LoRA-enabled after wrapping is followed), without `Layer.__setattr__`: the twin
+    is never tracked, registered as a torch submodule or serialized. The original
+    model may run the layer in another thread at the same moment; nothing here writes
+    to it.
+    """
+    twin = object.__new__(type(layer))
+    twin.__dict__.update(layer.__dict__)
+    if isinstance(layer, keras.layers.TimeDistributed):
+        twin.__dict__["layer"] = _linear_twin(layer.layer)  # TimeDistributed calls `self.layer.call`
+    else:
+        twin.__dict__["activation"] = keras.activations.linear
+    return twin
+
+
+def _output_activation(layer):
+    """The activation `layer` applies to its output (inside a TimeDistributed, the inner one)."""
+    if isinstance(layer, keras.layers.TimeDistributed):
+        return _output_activation(layer.layer)
+    return layer.activation
+
+
+def _activity_penalty(regularizer, output):
+    """The activity loss `Layer.__call__` adds for `output`: the penalty per sample of the batch."""
+    loss = regularizer(output)
+    if len(output.shape) > 0:
+        batch_size = keras.ops.cast(keras.ops.shape(output)[0], dtype=loss.dtype)
+        loss = keras.ops.divide_no_nan(loss, batch_size)
+    return loss
 
 
 @keras.saving.register_keras_serializable(package="keras_logits")
@@ -21,11 +85,23 @@ class PreActivation(keras.layers.Wrapper):
     `PreActivation(dense)(x)` computes `x @ kernel + bias` of a
     `Dense(..., activation="softmax")` layer: the logits that the fused softmax
     would otherwise hide. The wrapped layer's variables are used, not copied, so
-    training through the wrapper trains the original layer.
+    training through the wrapper trains the original layer. The wrapped layer
+    itself is never modified (not even for the duration of a call), so the
+    original model can run in another thread at the same time.
+
+    Training through the wrapper is training the original layer: its kernel and
+    bias regularizers count once (the variables are shared), and its
+    `activity_regularizer`, which Keras applies to the layer's output, is
+    applied to the same tensor as in the original: the activation of the
+    logits (for a fused softmax, the probabilities), divided by the batch size
+    as Keras does. Masks pass through as the wrapped layer passes them.
 
     Args:
-        layer: A built or unbuilt layer with an `activation` attribute (Dense,
-            EinsumDense, Conv1D/2D/3D, SeparableConv, ...).
+        layer: A built or unbuilt `Dense`, `EinsumDense`, `Conv1D/2D/3D`,
+            `Conv1D/2D/3DTranspose`, `SeparableConv1D/2D` or
+            `DepthwiseConv1D/2D` layer, or a `TimeDistributed` wrapping one
+            (the activation is split off inside the wrapper). Subclasses that
+            override `call` are refused; see `PreActivation.supports`.
         **kwargs: Base layer keyword arguments (`name`, `dtype`, ...). The dtype
             policy defaults to the wrapped layer's.
 
@@ -39,31 +115,64 @@ class PreActivation(keras.layers.Wrapper):
     >>> difference = keras.ops.convert_to_numpy(keras.ops.softmax(logits) - probabilities)
     >>> bool(np.abs(difference).max() < 1e-6)
     True
+    >>> PreActivation.supports(keras.layers.TimeDistributed(dense)), PreActivation.supports(keras.layers.LSTM(3))
+    (True, False)
     """
 
     def __init__(self, layer, **kwargs):
-        if not hasattr(layer, "activation"):
+        if not PreActivation.supports(layer):
             raise ValueError(
-                f"PreActivation wraps layers with an `activation` attribute (Dense, Conv2D, ...); "
-                f"layer '{layer.name}' ({type(layer).__name__}) has none."
+                "PreActivation splits the activation off Dense, EinsumDense, Conv, ConvTranspose, "
+                "SeparableConv and DepthwiseConv layers (also inside TimeDistributed); got "
+                f"{_why_not_splittable(layer)}. Build that layer with activation=None and apply the "
+                "activation after it as keras.layers.Activation(...); the tensor between them is "
+                "the logits."
             )
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
+        # Masks pass through exactly as the wrapped layer passes (or drops) them.
+        self.supports_masking = layer.supports_masking
         if layer.built:
             self.built = True
+
+    @staticmethod
+    def supports(layer) -> bool:
+        """Whether `PreActivation` can split the activation off `layer`.
+
+        True for `Dense`, `EinsumDense` and the convolution layers (including
+        their subclasses that keep Keras' own `call`), and for a
+        `TimeDistributed` wrapping one of them.
+
+        Example:
+
+        >>> import keras
+        >>> PreActivation.supports(keras.layers.Conv2D(3, 1, activation="softmax"))
+        True
+        >>> PreActivation.supports(keras.layers.SimpleRNN(3))
+        False
+        """
+        return isinstance(layer, keras.layers.Layer) and _is_splittable(layer)
 
     def build(self, input_shape=None):
         super().build(input_shape)
         self.built = True
 
-    def call(self, inputs, *args, **kwargs):
-        with _ACTIVATION_SWITCH:
-            saved = self.layer.activation
-            self.layer.activation = keras.activations.linear
-            try:
-                return self.layer.call(inputs, *args, **kwargs)
-            finally:
-                self.layer.activation = saved
+    def call(self, inputs, training=None, mask=None):
+        kwargs = {}
+        if self.layer._call_has_training_arg:
+            kwargs["training"] = training
+        if self.layer._call_has_mask_arg:
+            kwargs["mask"] = mask
+        logits = _linear_twin(self.layer).call(inputs, **kwargs)
+        regularizer = self.layer.activity_regularizer
+        if regularizer is not None:
+            # The original layer's __call__ adds this on its output; the wrapped layer's
+            # __call__ does not run here, so the wrapper adds it, once, on that same tensor.
+            self.add_loss(_activity_penalty(regularizer, _output_activation(self.layer)(logits)))
+        return logits
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return self.layer.compute_mask(inputs, previous_mask)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)

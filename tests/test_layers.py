@@ -1,4 +1,4 @@
-"""PreActivation and LogitsHead: values, shared weights, serialization."""
+"""PreActivation, LogitsHead and Temperature: values, shared weights, masks, serialization."""
 
 import keras
 import numpy as np
@@ -10,13 +10,45 @@ from keras_logits.layers import LogitsHead, PreActivation
 X = np.random.default_rng(1).normal(size=(5, 4)).astype("float32")
 
 
-def test_pre_activation_computes_the_dense_without_its_softmax():
-    dense = layers.Dense(3, activation="softmax")
-    dense.build((None, 4))
-    kernel, bias = dense.get_weights()
-    logits = keras.ops.convert_to_numpy(PreActivation(dense)(X))
-    np.testing.assert_allclose(logits, X @ kernel + bias, atol=1e-5)
-    assert dense.activation is keras.activations.softmax  # Restored after the call.
+# Every layer type PreActivation supports, with an input shape that fits it.
+SPLITTABLE = {
+    "Dense": (lambda **kw: layers.Dense(3, **kw), (4,)),
+    "EinsumDense": (lambda **kw: layers.EinsumDense("ab,bc->ac", output_shape=3, bias_axes="c", **kw), (4,)),
+    "Conv1D": (lambda **kw: layers.Conv1D(3, 2, **kw), (5, 2)),
+    "Conv2D": (lambda **kw: layers.Conv2D(3, 2, **kw), (4, 4, 2)),
+    "Conv3D": (lambda **kw: layers.Conv3D(3, 2, **kw), (3, 3, 3, 2)),
+    "Conv1DTranspose": (lambda **kw: layers.Conv1DTranspose(3, 2, **kw), (5, 2)),
+    "Conv2DTranspose": (lambda **kw: layers.Conv2DTranspose(3, 2, **kw), (4, 4, 2)),
+    "Conv3DTranspose": (lambda **kw: layers.Conv3DTranspose(3, 2, **kw), (3, 3, 3, 2)),
+    "SeparableConv1D": (lambda **kw: layers.SeparableConv1D(3, 2, **kw), (5, 2)),
+    "SeparableConv2D": (lambda **kw: layers.SeparableConv2D(3, 2, **kw), (4, 4, 2)),
+    "DepthwiseConv1D": (lambda **kw: layers.DepthwiseConv1D(2, depth_multiplier=2, **kw), (5, 2)),
+    "DepthwiseConv2D": (lambda **kw: layers.DepthwiseConv2D(2, depth_multiplier=2, **kw), (4, 4, 2)),
+}
+
+
+@pytest.mark.parametrize("time_distributed", [False, True], ids=["plain", "time_distributed"])
+@pytest.mark.parametrize("kind", sorted(SPLITTABLE))
+def test_pre_activation_equals_the_same_weights_without_activation_and_leaves_the_layer_alone(kind, time_distributed):
+    make, shape = SPLITTABLE[kind]
+    rng = np.random.default_rng(3)
+    inputs = rng.normal(size=(2, 3, *shape) if time_distributed else (2, *shape)).astype("float32")
+    layer, reference = make(activation="softmax"), make(activation=None)
+    if time_distributed:
+        layer, reference = layers.TimeDistributed(layer), layers.TimeDistributed(reference)
+    layer(inputs), reference(inputs)
+    reference.set_weights([rng.normal(size=w.shape) for w in layer.get_weights()])
+    layer.set_weights(reference.get_weights())
+    wrapper = PreActivation(layer)
+    probabilities = keras.ops.convert_to_numpy(layer(inputs))
+    logits = keras.ops.convert_to_numpy(wrapper(inputs))
+    expected = keras.ops.convert_to_numpy(reference(inputs))
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    softmax = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(softmax / softmax.sum(-1, keepdims=True), probabilities, atol=1e-6)
+    inner = layer.layer if time_distributed else layer
+    assert inner.activation is keras.activations.softmax
+    assert [id(v) for v in wrapper.weights] == [id(v) for v in layer.weights]
 
 
 def test_pre_activation_of_a_conv_shares_its_variables():
@@ -28,9 +60,45 @@ def test_pre_activation_of_a_conv_shares_its_variables():
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), keras.ops.convert_to_numpy(conv(images)), atol=1e-6)
 
 
-def test_pre_activation_refuses_layers_without_activation():
-    with pytest.raises(ValueError, match="'pool' \\(MaxPooling1D\\) has none"):
-        PreActivation(layers.MaxPooling1D(name="pool"))
+def test_pre_activation_trains_the_wrapped_layer():
+    dense = layers.Dense(3, activation="softmax")
+    dense.build((None, 4))
+    before = dense.get_weights()[0].copy()
+    model = keras.Sequential([keras.Input((4,)), PreActivation(dense)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.train_on_batch(X, np.array([0, 1, 2, 0, 1]))
+    assert np.abs(dense.get_weights()[0] - before).max() > 1e-4
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        (layers.MaxPooling1D(name="pool"), "got layer 'pool' \\(MaxPooling1D\\), which is not one of them"),
+        (layers.LSTM(3, name="lstm"), "got layer 'lstm' \\(LSTM\\), which is not one of them"),
+        (layers.TimeDistributed(layers.SimpleRNN(3, name="rnn"), name="td"),
+         "got layer 'td' \\(TimeDistributed\\) wrapping layer 'rnn' \\(SimpleRNN\\), which is not"),
+        ("dense", "got a str object, which is not one of them"),
+    ],
+    ids=["pooling", "lstm", "time_distributed_rnn", "string"],
+)
+def test_pre_activation_refuses_layers_it_cannot_split(layer, message):
+    assert not PreActivation.supports(layer)
+    with pytest.raises(ValueError, match=message):
+        PreActivation(layer)
+
+
+def test_pre_activation_refuses_a_subclass_that_overrides_call():
+    class ScaledDense(layers.Dense):
+        def call(self, inputs, training=None):
+            return super().call(inputs) * 2.0
+
+    class PlainDense(layers.Dense):
+        pass
+
+    assert PreActivation.supports(PlainDense(3, activation="softmax"))
+    with pytest.raises(ValueError, match="'scaled' \\(ScaledDense\\), whose class overrides call\\(\\)"):
+        PreActivation(ScaledDense(3, activation="softmax", name="scaled"))
 
 
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
