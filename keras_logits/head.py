@@ -31,23 +31,6 @@ _SHAPE_ONLY_LAYERS = (
     keras.layers.SpatialDropout3D,
 )
 
-# Layers whose `activation` argument is applied to their output: a softmax/sigmoid there is a
-# fused head. Exact types: a subclass may override call() and do anything.
-_FUSED_LAYER_TYPES = (
-    keras.layers.Dense,
-    keras.layers.EinsumDense,
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-    keras.layers.SeparableConv1D,
-    keras.layers.SeparableConv2D,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-)
-
 # Their `activation` is the cell's, applied inside the recurrence: never an output activation.
 _RECURRENT_LAYERS = (keras.layers.RNN, keras.layers.Bidirectional)
 
@@ -483,12 +466,16 @@ def _wrapped(operation, types) -> bool:
 
 
 def _fused_layer(operation):
-    """The Dense/Conv whose `activation` is `operation`'s output activation, or None."""
-    if type(operation) in _FUSED_LAYER_TYPES:
-        return operation
-    if type(operation) is keras.layers.TimeDistributed and type(operation.layer) in _FUSED_LAYER_TYPES:
-        return operation.layer
-    return None
+    """The Dense/Conv whose `activation` is `operation`'s output activation (inside TimeDistributed), or None.
+
+    Exactly the layers `PreActivation` can split: Keras' own call() applies the
+    activation last. Any other layer with an `activation` attribute is opaque.
+    """
+    if not PreActivation.supports(operation):
+        return None
+    while isinstance(operation, keras.layers.TimeDistributed):
+        operation = operation.layer
+    return operation
 
 
 def _is_activation_op(operation) -> bool:
