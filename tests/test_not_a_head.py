@@ -133,7 +133,7 @@ def test_a_plain_linear_output_takes_activation_without_a_warning():
     inputs = keras.Input((6,))
     model = keras.Model(inputs, keras_logits.layers.Temperature(2.0)(layers.Dense(3, name="scores")(inputs)))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         outputs = keras_logits.expose(model, activation="softmax").predict(X, verbose=0)
     np.testing.assert_allclose(outputs["probabilities"], _softmax_numpy(model.predict(X, verbose=0)), atol=1e-6)
 
