@@ -321,10 +321,6 @@ def _check_is_graph_model(model) -> None:
         )
 
 
-
-
-
-
 def _head_of(tensor, output_name, given_activation, outputs_by_id):
     """The head of one output; raises NoHead with the reason and the way forward."""
     found = walk(tensor)
@@ -408,14 +404,15 @@ def _given_head(found: Producer, output_name: str, given_activation: Optional[st
     operation = found.operation
     upstream, opaque = search_upstream(found.tensor, outputs_by_id)
     if upstream:
-        members = [item for item in upstream if item.output_name is not None]
-        way = (f"pick that member's own output with head=<one of {sorted({m.output_name for m in members})}>, "
-               if members else "")
+        outputs = sorted({item.output_name for item in upstream if item.output_name is not None})
+        ways = [f"pick a member's own output with head=<one of {outputs}>"] if outputs else []
+        if any(item.path for item in upstream):
+            ways.append("expose the member models one by one (keras_logits.expose(member))")
+        ways.append("end the model at the softmax/sigmoid (its logits are then found for you)")
         raise NoHead(
             f"output '{output_name}' comes from layer {describe(operation)}, which is computed from "
             f"{upstream_list(upstream)} further up: its values are neither logits nor the model's "
-            f"probabilities, and no activation= makes them so. To get logits, {way}expose the member "
-            "models one by one (keras_logits.expose(member)), or end the model before the combination"
+            f"probabilities, and no activation= makes them so. To get logits, {', or '.join(ways)}"
         )
     if opaque:
         names = ", ".join(describe(layer) for layer in opaque)
@@ -449,10 +446,6 @@ def _given_head(found: Producer, output_name: str, given_activation: Optional[st
         applied_by_model=False,
         route=found.route + (Step("given", operation, found.node, found.index),),
     )
-
-
-
-
 
 
 def features_tensor(tensor):
