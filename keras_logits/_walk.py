@@ -48,7 +48,9 @@ class Step:
     """One operation on the way from a model output back to its head.
 
     `kind` is `"shape_only"` (a layer such as Flatten that the logits pass
-    through), `"nested"` (a submodel whose output is followed inside), or the
+    through), `"nested"` (a submodel whose output is followed inside),
+    `"logits_preserving"` (`Temperature`, `MaskedLogits`: only in walks back
+    from logits to the layer that computed them), or the
     terminal step: `"fused"` (a Dense/Conv whose own `activation` is the
     softmax/sigmoid), `"separate"` (an `Activation`/`Softmax` layer or op,
     including the one `expose` splits off), `"logits_head"` (a `LogitsHead`)
@@ -75,6 +77,7 @@ class Step:
 
 
 def is_graph_model(model) -> bool:
+    """True for functional and Sequential models: their graph can be read (a subclassed model's cannot)."""
     try:
         return getattr(model, "outputs", None) is not None
     except (AttributeError, ValueError):
@@ -98,6 +101,7 @@ class Producer:
 
 
 def operation_of(tensor):
+    """(operation, node, index of the tensor among its outputs) that computed `tensor`; Nones for a constant."""
     history = getattr(tensor, "_keras_history", None)
     if history is None:
         return None, None, 0
@@ -105,7 +109,7 @@ def operation_of(tensor):
     return operation, operation._inbound_nodes[node_index], tensor_index
 
 
-def walk(tensor, *, into_models: bool = True, through_logits: bool = False, path=(), route=()) -> Producer:
+def walk(tensor, *, into_models: bool = True, through_logits: bool = False) -> Producer:
     """THE walk: follows `tensor` back to the operation that computed it.
 
     It passes through shape-only layers, into nested graph models (unless
