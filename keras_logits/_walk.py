@@ -117,6 +117,7 @@ def walk(tensor, *, into_models: bool = True, through_logits: bool = False) -> P
     that take logits to logits (`Temperature`, `MaskedLogits`, the logits of a
     `LogitsHead`, a linear `Activation`), recording each step.
     """
+    path, route = (), ()
     while True:
         operation, node, index = operation_of(tensor)
         kind = kind_of(operation, index)
