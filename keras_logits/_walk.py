@@ -71,6 +71,16 @@ class Step:
     def output_tensor(self):
         return self.node.output_tensors[self.index]
 
+    @property
+    def softmax_mask(self):
+        """The mask a `keras.layers.Softmax` step was called with (keyword, position or Keras mask), or None."""
+        if not isinstance(self.operation, keras.layers.Softmax):
+            return None
+        arguments = self.node.arguments
+        if arguments.kwargs.get("mask") is not None:
+            return arguments.kwargs["mask"]
+        return arguments.args[1] if len(arguments.args) > 1 else None
+
     def replay(self, tensor):
         """Calls this step's operation on `tensor` with the original other arguments (a mask, ...)."""
         return self.operation(tensor, *self.node.arguments.args[1:], **self.node.arguments.kwargs)

@@ -201,7 +201,7 @@ def _follow(route, head: Head, taken: set, temperature=None) -> _Outputs:
         return _Outputs(scaled, activated, features_tensor(step.input_tensor))
     if step.kind == "separate":
         logits = step.input_tensor
-        mask = _softmax_mask(step)
+        mask = step.softmax_mask
         if mask is not None:
             # Softmax(mask=...) sends masked scores to a large negative number first; the logits must too.
             masked = MaskedLogits(name=_fresh(f"{head.layer.name}_masked_logits", taken))(logits, mask=mask)
@@ -223,16 +223,6 @@ def _follow(route, head: Head, taken: set, temperature=None) -> _Outputs:
     features = features_tensor(logits)
     logits = _scale(logits, temperature, head, taken)
     return _Outputs(logits, _activate(logits, head, taken), features)
-
-
-def _softmax_mask(step):
-    """The mask a `keras.layers.Softmax` was called with (by keyword, position or Keras mask), or None."""
-    if not isinstance(step.operation, keras.layers.Softmax):
-        return None
-    arguments = step.node.arguments
-    if arguments.kwargs.get("mask") is not None:
-        return arguments.kwargs["mask"]
-    return arguments.args[1] if len(arguments.args) > 1 else None
 
 
 def _scale(logits, temperature, head: Head, taken: set):

@@ -357,3 +357,14 @@ def test_exposed_outputs_carry_the_original_outputs_keras_mask():
         exposed = keras_logits.expose(model)
         for name, tensor in keras_logits.head.model_outputs(exposed).items():
             assert getattr(tensor, "_keras_mask", None) is not None, name
+
+
+def test_a_mask_passed_to_softmax_by_position_is_applied_to_the_logits_too():
+    scores_in, mask_in = keras.Input((5,)), keras.Input((5,))
+    model = keras.Model([scores_in, mask_in], layers.Softmax()(layers.Dense(5)(scores_in), mask_in))
+    scores, mask = RNG.normal(size=(4, 5)).astype("float32"), np.array([[1, 1, 0, 1, 0]] * 4, "float32")
+    outputs = keras_logits.expose(model).predict([scores, mask], verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"], model.predict([scores, mask], verbose=0), atol=1e-6)
+    assert np.all(outputs["logits"][:, [2, 4]] == -1e9)
+    np.testing.assert_allclose(np.exp(keras_logits.scores.log_softmax(outputs["logits"].astype("float64"))),
+                               outputs["probabilities"], atol=1e-6)
