@@ -64,7 +64,18 @@ def expose(
 
     Returns:
         A functional `keras.Model`. Its outputs are float32 even under a
-        mixed-precision policy.
+        mixed-precision policy. Where `keras.layers.Softmax` was called with a
+        mask, the masked logits are -1e9 (-3e4 in float16), as that layer sets
+        them, so that `softmax(logits) == probabilities` at every position.
+
+    Raises:
+        ValueError: where an output cannot be vouched for: computed from a
+            softmax/sigmoid further up (an ensemble average, a rescaling; also
+            with `activation=`), from a recurrent layer, or a softmax whose
+            classes do not end on the last axis. The message says what to do.
+            An output from a layer the package cannot see into (Lambda, custom
+            layers) is refused without `activation=` and exposed with a
+            `UserWarning` with it.
 
     Example:
 
