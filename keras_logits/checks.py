@@ -7,6 +7,7 @@
 | `softmax-multilabel`     | softmax output with binary cross-entropy (or multi-hot labels) | error if labels are multi-hot, else warning |
 | `sigmoid-categorical`    | sigmoid output with (sparse) categorical cross-entropy      | error    |
 | `single-unit-softmax`    | softmax over one unit: always 1.0, learns nothing           | error    |
+| `output-from-probabilities` | output computed from a softmax/sigmoid further up (ensemble average, rescaling, class priors) | error |
 
 Each `Finding` says what was found and the fix. `LogitsLogger` runs the check
 when training starts and warns with every finding.
@@ -20,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from keras_logits.head import output_activations
+from keras_logits.head import output_activations, outputs_from_probabilities
 
 ERROR, WARNING = "error", "warning"
 
@@ -95,6 +96,13 @@ def check_model(model, loss=None, *, labels=None) -> list:
     for output, (activation, units) in activations.items():
         family, from_logits = _describe_loss(losses.get(output))
         findings.extend(_check_output(output, activation, units, family, from_logits, multi_hot))
+    for output, upstream in outputs_from_probabilities(model).items():
+        findings.append(Finding(
+            "output-from-probabilities", ERROR, output,
+            f"The output is computed from {', '.join(upstream)} further up: it is neither logits nor the "
+            "probabilities of a head, so no loss, from_logits setting or activation= makes it one.",
+            "Train and expose the member models (keras_logits.expose(member)), make a member's probabilities "
+            "a model output and pick it with head=<output>, or end the model before the combination."))
     return findings
 
 

@@ -9,7 +9,7 @@ import keras
 
 from keras_logits.head import Head, features_tensor, find_head, find_heads, model_inputs, model_outputs
 from keras_logits.hub import fold_preprocessor
-from keras_logits.layers import PreActivation, Temperature
+from keras_logits.layers import MaskedLogits, PreActivation, Temperature
 
 LOGITS, PROBABILITIES, FEATURES = "logits", "probabilities", "features"
 
@@ -65,7 +65,18 @@ def expose(
 
     Returns:
         A functional `keras.Model`. Its outputs are float32 even under a
-        mixed-precision policy.
+        mixed-precision policy. Where `keras.layers.Softmax` was called with a
+        mask, the masked logits are -1e9 (-3e4 in float16), as that layer sets
+        them, so that `softmax(logits) == probabilities` at every position.
+
+    Raises:
+        ValueError: where an output cannot be vouched for: computed from a
+            softmax/sigmoid further up (an ensemble average, a rescaling; also
+            with `activation=`), from a recurrent layer, or a softmax whose
+            classes do not end on the last axis. The message says what to do.
+            An output from a layer the package cannot see into (Lambda, custom
+            layers) is refused without `activation=` and exposed with a
+            `UserWarning` with it.
 
     Example:
 
@@ -92,7 +103,10 @@ def expose(
 
     all_outputs = model_outputs(model)
     taken = {layer.name for layer in model._flatten_layers(include_self=True, recursive=True)}
-    if head is not None or len(all_outputs) == 1:
+    # A model that already returns {"logits", "probabilities"} (exposed, or ending in LogitsHead) is re-exposed
+    # as one head, not as a "probabilities" head beside a passed-through "logits".
+    already_exposed = set(heads) == {PROBABILITIES} and LOGITS in all_outputs
+    if head is not None or len(all_outputs) == 1 or already_exposed:
         (only,) = heads.values()
         outputs = _float32(_outputs_of(only, features, taken, temperature).as_dict(features), taken)
     else:
@@ -191,8 +205,22 @@ def _follow(route, head: Head, taken: set, temperature=None) -> _Outputs:
         )
         called = inner_model(*step.node.arguments.args, **step.node.arguments.kwargs)
         return _Outputs(called[LOGITS], called[PROBABILITIES], called.get(FEATURES))
+    if step.kind == "logits_head":
+        logits, probabilities = step.node.output_tensors  # flattened in key order
+        if temperature is None:
+            return _Outputs(logits, probabilities, features_tensor(step.input_tensor))
+        scaled = _scale(logits, temperature, head, taken)
+        activated = _activate(scaled, head, taken, axis=step.operation.axis)
+        return _Outputs(scaled, activated, features_tensor(step.input_tensor))
     if step.kind == "separate":
         logits = step.input_tensor
+        mask = step.softmax_mask
+        if mask is not None:
+            # Softmax(mask=...) sends masked scores to a large negative number first; the logits must too.
+            masked = MaskedLogits(name=_fresh(f"{head.layer.name}_masked_logits", taken))(logits, mask=mask)
+            scaled = _scale(masked, temperature, head, taken)
+            probabilities = step.output_tensor if temperature is None else step.replay(scaled)
+            return _Outputs(scaled, probabilities, features_tensor(logits))
         if temperature is not None:
             # The model's own Softmax/Activation layer (stateless) keeps its axis.
             scaled = _scale(logits, temperature, head, taken)
@@ -227,7 +255,7 @@ def _scale(logits, temperature, head: Head, taken: set):
     return Temperature(temperature, name=_fresh(f"{head.layer.name}_temperature", taken))(logits)
 
 
-def _activate(logits, head: Head, taken: set):
+def _activate(logits, head: Head, taken: set, axis: int = -1):
     """Applies the head's activation as its own layer, in float32 under mixed precision.
 
     The logits tensor itself stays an output: passing it through LogitsHead
@@ -236,6 +264,8 @@ def _activate(logits, head: Head, taken: set):
     low_precision = keras.backend.standardize_dtype(logits.dtype) in ("float16", "bfloat16")
     dtype = "float32" if low_precision else None
     name = _fresh(f"{head.layer.name}_{head.activation}", taken)
+    if head.activation == "softmax" and axis % len(logits.shape) != len(logits.shape) - 1:
+        return keras.layers.Softmax(axis=axis, dtype=dtype, name=name)(logits)
     return keras.layers.Activation(head.activation, dtype=dtype, name=name)(logits)
 
 

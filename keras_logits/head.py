@@ -1,66 +1,37 @@
 """Locate the classification head of a Keras model.
 
-This is the only module that reads Keras graph internals (output tensors, their
-producing operations and inbound nodes, nested models). Everything downstream
-consumes the `Head` it returns.
+This module and its private helper `_walk` are the only ones that read Keras graph
+internals (output tensors, their producing operations and inbound nodes, nested
+models). Everything downstream consumes the `Head` it returns.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Optional
 
 import keras
 
-from keras_logits._activations import SUPPORTED_ACTIVATIONS, check_activation
-
-# Layers that only move values around: logits stay logits when they pass through.
-_SHAPE_ONLY_LAYERS = (
-    keras.layers.Flatten,
-    keras.layers.Reshape,
-    keras.layers.Dropout,
-    keras.layers.Identity,
-    keras.layers.Permute,
-    keras.layers.GaussianDropout,
-    keras.layers.AlphaDropout,
-    keras.layers.SpatialDropout1D,
-    keras.layers.SpatialDropout2D,
-    keras.layers.SpatialDropout3D,
+from keras_logits._activations import check_activation
+from keras_logits._walk import (
+    NoHead,
+    Producer,
+    Step,
+    activation_name,
+    activation_of,
+    classes_at_output,
+    describe,
+    describe_upstream,
+    fused_layer,
+    is_graph_model,
+    kind_of,
+    search_upstream,
+    size_of,
+    upstream_list,
+    walk,
 )
-
-_ACTIVATION_FUNCTIONS = {
-    "softmax": keras.activations.softmax,
-    "sigmoid": keras.activations.sigmoid,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Step:
-    """One operation on the way from a model output back to its head.
-
-    `kind` is `"shape_only"` (a layer such as Flatten that the logits pass
-    through), `"nested"` (a submodel whose output is followed inside), or the
-    terminal step: `"fused"` (a Dense/Conv whose own `activation` is the
-    softmax/sigmoid), `"separate"` (an `Activation`/`Softmax` layer or op) or
-    `"given"` (the output already is logits; the activation was passed by the
-    caller).
-    """
-
-    kind: str
-    operation: Any
-    node: Any
-
-    @property
-    def input_tensor(self):
-        return self.node.input_tensors[0]
-
-    @property
-    def output_tensor(self):
-        return self.node.output_tensors[0]
-
-    def replay(self, tensor):
-        """Calls this step's operation on `tensor` with the original keyword arguments."""
-        return self.operation(tensor, **self.node.arguments.kwargs)
+from keras_logits.layers import LogitsHead, PreActivation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +45,12 @@ class Head:
             `find_head(..., activation=...)`, the layer producing the logits.
         activation: `"softmax"` or `"sigmoid"`.
         fused: True when the activation is the `activation=` argument of a
-            Dense / EinsumDense / ConvND layer, False for a separate layer.
-        axis: The class axis the activation normalises over.
+            Dense / EinsumDense / ConvND layer (or one of these inside
+            `TimeDistributed`), False for a separate layer. An exposed model
+            describes its head as the original did: the activation `expose`
+            split off a fused layer is reported as that layer, fused.
+        axis: The class axis of the output: always -1, the last axis (heads
+            whose classes end up elsewhere are refused).
         num_classes: Size of the class axis (1 for a single-unit binary sigmoid);
             None when the shape is dynamic.
         path: Names of the nested models leading to `layer`, outermost first;
@@ -110,7 +85,7 @@ class Head:
         """The layer whose output (without activation) is the logits."""
         if self.fused or not self.applied_by_model:
             return self.layer
-        return _producer_skipping_shape_only(self.route[-1].input_tensor)[0]
+        return walk(self.route[-1].input_tensor, into_models=False, through_logits=True).operation
 
     def describe(self) -> str:
         """One line for people: layer, activation, fused or separate, classes, path."""
@@ -130,7 +105,9 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     Walks back from the model output through shape-only layers (Flatten,
     Reshape, Dropout, Identity, ...) and into nested models until it reaches the
     softmax/sigmoid, fused into a Dense/Conv layer or applied by a separate
-    `Activation`/`Softmax` layer.
+    `Activation`/`Softmax` layer. The package's own layers are known by type: a
+    `LogitsHead`'s `"probabilities"` output, and the activation `expose` split
+    off a `PreActivation` (described as the original fused layer).
 
     Args:
         model: A built functional or Sequential Keras model.
@@ -151,7 +128,14 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     >>> (head.layer.name, head.activation, head.fused, head.num_classes)
     ('cls', 'softmax', True, 3)
     """
-    heads = find_heads(model, activation=activation)
+    heads, problems = _heads_and_problems(model, activation)
+    if output is not None and output in problems:
+        raise ValueError(
+            f"Model '{model.name}' has no classification output named '{output}' (its classification outputs "
+            f"are {sorted(heads)}): {problems[output]}."
+        )
+    if not heads:
+        raise _no_head_error(model, problems)
     if output is not None:
         if output not in heads:
             raise ValueError(
@@ -162,9 +146,16 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     if len(heads) > 1:
         raise ValueError(
             f"Model '{model.name}' has {len(heads)} classification outputs {sorted(heads)}. "
-            "Pick one with output=<name> (or head=<name> in expose())."
+            f"{CHOOSE_A_HEAD}"
         )
     return next(iter(heads.values()))
+
+
+# Every place that takes a choice of head; the others add their parameter under these names.
+CHOOSE_A_HEAD = (
+    "Pick one with find_head(model, output=<name>), head=<name> in expose(), ensure_exposed(), "
+    "export() and LogitsLogger(), or --head <name> on the keras-logits command line."
+)
 
 
 def find_heads(model, *, activation: Optional[str] = None) -> dict:
@@ -184,25 +175,37 @@ def find_heads(model, *, activation: Optional[str] = None) -> dict:
     >>> {name: head.activation for name, head in keras_logits.find_heads(model).items()}
     {'kind': 'softmax', 'tags': 'sigmoid'}
     """
+    heads, problems = _heads_and_problems(model, activation)
+    if not heads:
+        raise _no_head_error(model, problems)
+    return heads
+
+
+def _heads_and_problems(model, activation):
+    """`({output: Head}, {output: why it has none})` from one walk per output."""
+    _check_is_graph_model(model)
     if activation is not None:
         check_activation(activation)
     outputs = model_outputs(model)
-    heads, problems = {}, []
+    outputs_by_id = {id(tensor): name for name, tensor in outputs.items()}
+    heads, problems = {}, {}
     for name, tensor in outputs.items():
         try:
-            heads[name] = _head_of(tensor, name, activation, path=())
-        except _NoHead as problem:
-            problems.append(problem)
-    if not heads:
-        if len(problems) == 1:
-            raise ValueError(f"Cannot find a classification head in model '{model.name}': {problems[0]}")
-        raise ValueError(
-            f"Cannot find a classification head in model '{model.name}': none of its "
-            f"{len(problems)} outputs ends in softmax or sigmoid ("
-            + "; ".join(str(p) for p in problems)
-            + ")."
-        )
-    return heads
+            heads[name] = _head_of(tensor, name, activation, outputs_by_id)
+        except NoHead as problem:
+            problems[name] = problem
+    return heads, problems
+
+
+def _no_head_error(model, problems) -> ValueError:
+    if len(problems) == 1:
+        return ValueError(f"Cannot find a classification head in model '{model.name}': {next(iter(problems.values()))}")
+    return ValueError(
+        f"Cannot find a classification head in model '{model.name}': none of its "
+        f"{len(problems)} outputs ends in softmax or sigmoid ("
+        + "; ".join(str(p) for p in problems.values())
+        + ")."
+    )
 
 
 def output_activations(model) -> dict:
@@ -224,33 +227,44 @@ def output_activations(model) -> dict:
     """
     activations = {}
     for name, tensor in model_outputs(model).items():
-        size = _size(tensor, -1)
-        operation, node, tensor_index = _operation_of(tensor)
-        while isinstance(operation, (keras.Model, *_SHAPE_ONLY_LAYERS)):
-            if isinstance(operation, keras.Model):
-                tensor = list(operation.outputs)[tensor_index]
-            else:
-                tensor = node.input_tensors[0]
-            operation, node, tensor_index = _operation_of(tensor)
-        activations[name] = (_output_activation(operation, tensor_index), size)
+        found = walk(tensor)
+        kind = kind_of(found.operation, found.index)
+        if kind in ("activation", "other_activation"):
+            try:
+                activation = activation_of(found.operation, found.index)[0]
+            except NoHead:  # softmax over several axes
+                activation = "softmax"
+        else:
+            activation = "linear" if kind in ("linear", "logits_preserving") else None
+        activations[name] = (activation, size_of(tensor, -1))
     return activations
 
 
-def _output_activation(operation, tensor_index) -> Optional[str]:
-    if operation is None or isinstance(operation, keras.layers.InputLayer):
-        return None
-    declared = getattr(operation, "activation", None)
-    if isinstance(declared, str) and declared in SUPPORTED_ACTIVATIONS:  # LogitsHead: logits, probabilities
-        return "linear" if tensor_index == 0 else declared
-    if type(operation).__name__ in ("PreActivation", "Temperature"):  # by name: layers imports this module
-        return "linear"
-    try:
-        activation, _, _ = _activation_of(operation)
-    except _NoHead:
-        return None
-    if activation is not None:
-        return activation
-    return "linear" if declared is not None else None
+def outputs_from_probabilities(model) -> dict:
+    """`{output name: [upstream softmax/sigmoid layers]}` for outputs computed from probabilities.
+
+    An output that is not itself a head, but is computed from a softmax or
+    sigmoid further up (an ensemble average, a rescaling, a product with class
+    priors), is neither logits nor the model's probabilities.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((4,))
+    >>> probabilities = keras.layers.Dense(3, activation="softmax", name="cls")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Rescaling(0.5, name="half")(probabilities))
+    >>> outputs_from_probabilities(model)
+    {'half': ["'cls' (Dense, softmax)"]}
+    """
+    found = {}
+    for name, tensor in model_outputs(model).items():
+        producer = walk(tensor)
+        if kind_of(producer.operation, producer.index) in ("activation", "input", "recurrent"):
+            continue
+        upstream, _ = search_upstream(producer.tensor)
+        if upstream:
+            found[name] = [describe_upstream(item) for item in upstream]
+    return found
 
 
 def model_outputs(model) -> dict:
@@ -277,6 +291,13 @@ def model_inputs(model):
 
 def _check_is_graph_model(model) -> None:
     if not isinstance(model, keras.Model):
+        if any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__):
+            raise TypeError(
+                f"Model '{getattr(model, 'name', '?')}' is a Keras 2 (tf_keras) {type(model).__name__}; "
+                "keras_logits works on Keras 3 models. Save it as .h5 (model.save('model.h5')) and load "
+                "that with Keras 3 (keras.saving.load_model('model.h5')), or pass the .h5 file to the "
+                "keras-logits command line."
+            )
         raise TypeError(
             f"Expected a keras.Model, got {type(model).__name__}. Wrap a layer stack in "
             "keras.Sequential or build a functional model first."
@@ -291,7 +312,7 @@ def _check_is_graph_model(model) -> None:
                 "model.build((None, *input_shape)) first."
             ) from None
         return
-    if getattr(model, "outputs", None) is None:
+    if not is_graph_model(model):
         raise ValueError(
             f"Model '{model.name}' is a subclassed keras.Model ({type(model).__name__}): its "
             "call() is Python code, so its graph cannot be read or rebuilt. Return both "
@@ -300,151 +321,137 @@ def _check_is_graph_model(model) -> None:
         )
 
 
-class _NoHead(Exception):
-    """One output has no classification head; the message says why."""
-
-
-def _operation_of(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None, None, 0
-    operation, node_index, tensor_index = history
-    return operation, operation._inbound_nodes[node_index], tensor_index
-
-
-def _describe(operation) -> str:
-    return f"'{operation.name}' ({type(operation).__name__})"
-
-
-def _head_of(tensor, output_name, given_activation, path, route=()):
-    """Walks back from `tensor` to the head; raises _NoHead with the reason."""
-    operation, node, tensor_index = _operation_of(tensor)
-    if operation is None or isinstance(operation, keras.layers.InputLayer):
+def _head_of(tensor, output_name, given_activation, outputs_by_id):
+    """The head of one output; raises NoHead with the reason and the way forward."""
+    found = walk(tensor)
+    operation = found.operation
+    kind = kind_of(operation, found.index)
+    if kind == "input":
         if given_activation is not None and operation is not None:
-            raise _NoHead(
-                f"output '{output_name}' is the model input itself; there is no logits layer"
-            )
-        raise _NoHead(f"output '{output_name}' is a model input, not a classifier output")
-
-    if isinstance(operation, keras.Model):
-        inner = list(operation.outputs)[tensor_index]
-        step = Step("nested", operation, node)
-        return _head_of(inner, output_name, given_activation, path + (operation.name,), route + (step,))
-
-    if isinstance(operation, _SHAPE_ONLY_LAYERS):
-        step = Step("shape_only", operation, node)
-        return _head_of(node.input_tensors[0], output_name, given_activation, path, route + (step,))
-
-    activation, axis, fused = _activation_of(operation)
-    if activation is None:
-        if given_activation is not None:
-            step = Step("given", operation, node)
-            return Head(
-                layer=operation,
-                activation=given_activation,
-                fused=False,
-                axis=-1,
-                num_classes=_size(tensor, -1),
-                path=path,
-                output_name=output_name,
-                applied_by_model=False,
-                route=route + (step,),
-            )
-        raise _NoHead(
-            f"output '{output_name}' comes from layer {_describe(operation)}, which has no "
-            "activation. If that output already is logits, pass activation='softmax' "
-            "(one class per sample) or activation='sigmoid' (binary / multi-label)"
+            raise NoHead(f"output '{output_name}' is the model input itself; there is no logits layer")
+        raise NoHead(f"output '{output_name}' is a model input, not a classifier output")
+    if kind == "recurrent":
+        raise NoHead(
+            f"output '{output_name}' comes from the recurrent layer {describe(operation)}, whose "
+            "activation is the cell's internal activation, not a classification head. End the model in "
+            "Dense(num_classes, activation='softmax'), or TimeDistributed(Dense(num_classes, "
+            "activation='softmax')) for one class per time step"
         )
-    if activation not in SUPPORTED_ACTIVATIONS:
-        raise _NoHead(
-            f"output '{output_name}' comes from layer {_describe(operation)} with activation "
+    if kind == "other_activation":
+        activation = activation_of(operation, found.index)[0]
+        raise NoHead(
+            f"output '{output_name}' comes from layer {describe(operation)} with activation "
             f"'{activation}', which is not a classification activation. keras_logits supports "
             "softmax and sigmoid heads; if the tensor before it is what you want, end the "
             "model there and pass activation='softmax' or 'sigmoid'"
         )
-    if given_activation is not None:
-        raise _NoHead(
-            f"output '{output_name}' already applies {activation} in layer "
-            f"{_describe(operation)}; leave out activation= and the logits are found for you"
-        )
-    step = Step("fused" if fused else "separate", operation, node)
+    if kind == "activation":
+        if given_activation is not None:
+            activation = activation_of(operation, found.index)[0]
+            raise NoHead(
+                f"output '{output_name}' already applies {activation} in layer "
+                f"{describe(operation)}; leave out activation= and the logits are found for you"
+            )
+        return _activation_head(found, output_name)
+    return _given_head(found, output_name, given_activation, outputs_by_id)
+
+
+def _activation_head(found: Producer, output_name: str) -> Head:
+    operation, node = found.operation, found.node
+    activation, axis, fused = activation_of(operation, found.index)
+    if fused:
+        kind, layer = "fused", operation
+    else:
+        kind, layer = ("logits_head" if isinstance(operation, LogitsHead) else "separate"), operation
+        logits = node.input_tensors[0]
+        split_off = walk(logits, into_models=False, through_logits=True)
+        wrapped = getattr(split_off.operation, "layer", None)
+        applied_before = [step.operation for step in split_off.route
+                          if isinstance(step.operation, LogitsHead) and step.operation.activation == activation]
+        if isinstance(split_off.operation, PreActivation) and _output_activation_name(wrapped) == activation:
+            layer, fused = wrapped, True  # expose() split this activation off `wrapped`: describe it as fused
+        elif applied_before:
+            layer = applied_before[0]  # expose(temperature=) re-applied a LogitsHead's activation to scaled logits
+        else:
+            upstream, _ = search_upstream(logits)
+            if upstream:
+                raise NoHead(
+                    f"output '{output_name}' applies {activation} in layer {describe(operation)} to values "
+                    f"computed from {upstream_list(upstream)} further up: they are probabilities, not "
+                    "logits. End the model at the first activation, or remove one of them"
+                )
+    head_output = node.output_tensors[found.index]
+    num_classes = classes_at_output(found, head_output, axis, activation, output_name, layer)
     return Head(
-        layer=operation,
+        layer=layer,
         activation=activation,
         fused=fused,
-        axis=axis,
-        num_classes=_size(node.output_tensors[0], axis),
-        path=path,
+        axis=-1,
+        num_classes=num_classes,
+        path=found.path,
         output_name=output_name,
-        route=route + (step,),
+        route=found.route + (Step(kind, operation, node, found.index),),
     )
 
 
-def _activation_of(operation):
-    """Returns (activation name or None, axis, fused) for an operation."""
-    if isinstance(operation, keras.layers.Softmax):
-        return "softmax", _single_axis(operation.axis), False
-    module = type(operation).__module__
-    if module.startswith("keras.src.ops.nn") and type(operation).__name__ in ("Softmax", "Sigmoid"):
-        axis = getattr(operation, "axis", -1)
-        return type(operation).__name__.lower(), _single_axis(axis), False
-    function = getattr(operation, "activation", None)
-    if function is None:
-        return None, -1, False
-    name = _activation_name(function)
-    if name == "linear":
-        return None, -1, False
-    fused = not isinstance(operation, keras.layers.Activation)
-    return name, -1, fused
+def _output_activation_name(layer) -> Optional[str]:
+    fused = fused_layer(layer)
+    return None if fused is None else activation_name(fused.activation)
 
 
-_FRAMEWORK_MODULES = ("keras", "tensorflow", "jax", "torch")
-_ALIASES = {"softmax_v2": "softmax"}  # tf.nn.softmax
-
-
-def _activation_name(function) -> str:
-    """'softmax', 'sigmoid', 'linear', another Keras name, or a qualified name for custom callables."""
-    for name, known in _ACTIVATION_FUNCTIONS.items():
-        if function is known:
-            return name
-    if function is keras.activations.linear:
-        return "linear"
-    raw = getattr(function, "__name__", None) or type(function).__name__
-    module = getattr(function, "__module__", None) or ""
-    if module.split(".")[0] in _FRAMEWORK_MODULES:
-        # tf.nn.softmax, tf.math.sigmoid, jax.nn.sigmoid, "relu", ...: the framework's own function.
-        return _ALIASES.get(raw, raw)
-    # A user's callable is never taken for softmax/sigmoid, whatever it is called.
-    return f"{module}.{raw}" if module else raw
-
-
-def _single_axis(axis) -> int:
-    if isinstance(axis, (list, tuple)):
-        if len(axis) != 1:
-            raise _NoHead(f"softmax over several axes {tuple(axis)} is not a per-class head")
-        return int(axis[0])
-    return int(axis)
-
-
-def _size(tensor, axis):
-    shape = tensor.shape
-    if not shape:
-        return None
-    return shape[axis]
-
-
-def _producer_skipping_shape_only(tensor):
-    """(operation, node) that computed `tensor`, looking through shape-only layers."""
-    operation, node, _ = _operation_of(tensor)
-    while isinstance(operation, _SHAPE_ONLY_LAYERS):
-        operation, node, _ = _operation_of(node.input_tensors[0])
-    return operation, node
+def _given_head(found: Producer, output_name: str, given_activation: Optional[str], outputs_by_id) -> Head:
+    """An output that is not a head: logits the caller vouches for, or a refusal saying why not."""
+    operation = found.operation
+    upstream, opaque = search_upstream(found.tensor, outputs_by_id)
+    if upstream:
+        outputs = sorted({item.output_name for item in upstream if item.output_name is not None})
+        ways = [f"pick a member's own output with head=<one of {outputs}>"] if outputs else []
+        if any(item.path for item in upstream):
+            ways.append("expose the member models one by one (keras_logits.expose(member))")
+        ways.append("end the model at the softmax/sigmoid (its logits are then found for you)")
+        raise NoHead(
+            f"output '{output_name}' comes from layer {describe(operation)}, which is computed from "
+            f"{upstream_list(upstream)} further up: its values are neither logits nor the model's "
+            f"probabilities, and no activation= makes them so. To get logits, {', or '.join(ways)}"
+        )
+    if opaque:
+        names = ", ".join(describe(layer) for layer in opaque)
+        if given_activation is None:
+            raise NoHead(
+                f"output '{output_name}' comes through {names}, which keras_logits cannot see into: it cannot "
+                "tell whether the output is logits or probabilities. Rebuild that part from Keras layers, or "
+                "end the model at a Dense/Conv layer without activation; only if you know the output is "
+                "logits (no softmax/sigmoid inside), pass activation='softmax' or 'sigmoid'"
+            )
+        warnings.warn(
+            f"Output '{output_name}' comes through {names}, which keras_logits cannot see into: it takes "
+            f"your word (activation={given_activation!r}) that the output is logits and cannot check it.",
+            UserWarning,
+            stacklevel=4,
+        )
+    elif given_activation is None:
+        raise NoHead(
+            f"output '{output_name}' comes from layer {describe(operation)}, which has no "
+            "activation. If that output already is logits, pass activation='softmax' "
+            "(one class per sample) or activation='sigmoid' (binary / multi-label)"
+        )
+    return Head(
+        layer=operation,
+        activation=given_activation,
+        fused=False,
+        axis=-1,
+        num_classes=size_of(found.tensor, -1),
+        path=found.path,
+        output_name=output_name,
+        applied_by_model=False,
+        route=found.route + (Step("given", operation, found.node, found.index),),
+    )
 
 
 def features_tensor(tensor):
-    """The tensor that feeds the layer producing `tensor` (skipping shape-only layers)."""
-    operation, node = _producer_skipping_shape_only(tensor)
-    if operation is None or isinstance(operation, keras.layers.InputLayer):
+    """The tensor that feeds the layer producing the logits `tensor` (same walk, not into nested models)."""
+    found = walk(tensor, into_models=False, through_logits=True)
+    if kind_of(found.operation, found.index) in ("input", "nested"):
         return None
-    inputs = node.input_tensors
+    inputs = found.node.input_tensors
     return inputs[0] if len(inputs) == 1 else None

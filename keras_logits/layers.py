@@ -276,3 +276,50 @@ class Temperature(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "temperature": self.temperature}
+
+
+@keras.saving.register_keras_serializable(package="keras_logits")
+class MaskedLogits(keras.layers.Layer):
+    """Gives masked positions the logit Keras' `Softmax(mask=...)` gives them: a large negative number.
+
+    `keras.layers.Softmax()(scores, mask=mask)` replaces the scores where the
+    mask is False (or <= 0.5) by -1e9 (-3e4 in float16) before the softmax, and
+    zeroes those probabilities after it. `MaskedLogits()(scores, mask=mask)`
+    makes the same replacement, so that `softmax(logits) == probabilities` at
+    every position and no score computed from the logits puts mass on padding.
+    Where every position along the class axis is masked, Keras' probabilities
+    are all 0 while the softmax of these logits is uniform. The output carries
+    the mask as its Keras mask, as `Softmax`'s does.
+
+    Args:
+        **kwargs: Base layer keyword arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> scores = np.array([[2.0, 1.0, 0.5]], "float32")
+    >>> mask = np.array([[True, True, False]])
+    >>> logits = MaskedLogits()(scores, mask=mask)
+    >>> keras.ops.convert_to_numpy(logits).tolist()
+    [[2.0, 1.0, -1000000000.0]]
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.built = True
+
+    def call(self, logits, mask=None):
+        if mask is None:
+            return logits
+        if keras.backend.standardize_dtype(mask.dtype) != "bool":
+            mask = keras.ops.greater(mask, keras.ops.cast(0.5, mask.dtype))  # as Keras' Softmax reads it
+        return keras.ops.where(mask, logits, _large_negative_number(logits.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _large_negative_number(dtype) -> float:
+    """The value keras.layers.Softmax gives masked positions (keras/src/layers/activations/softmax.py)."""
+    return -3e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9

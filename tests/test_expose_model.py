@@ -82,21 +82,23 @@ def test_expose_mobilenet_v3_style_conv_flatten_activation():
 def test_expose_replays_shape_only_layers_after_a_fused_head():
     inputs = keras.Input((6,))
     probs = layers.Dense(6, activation="softmax", name="cls")(inputs)
-    model = keras.Model(inputs, layers.Reshape((2, 3))(layers.Identity()(probs)))
+    model = keras.Model(inputs, layers.Reshape((1, 6))(layers.Identity()(probs)))
     exposed = keras_logits.expose(model)
     outputs = _predict(exposed, X6)
     kernel, bias = model.get_layer("cls").get_weights()
-    assert outputs["logits"].shape == (16, 2, 3)
-    np.testing.assert_allclose(outputs["logits"], (X6 @ kernel + bias).reshape(16, 2, 3), atol=1e-5)
+    assert outputs["logits"].shape == (16, 1, 6)
+    np.testing.assert_allclose(outputs["logits"], (X6 @ kernel + bias).reshape(16, 1, 6), atol=1e-5)
     np.testing.assert_allclose(outputs["probabilities"], _predict(model, X6), atol=1e-6)
 
 
-def test_expose_softmax_layer_on_another_axis():
+def test_expose_softmax_layer_on_another_axis_moved_last_by_permute():
     inputs = keras.Input((6,))
     scores = layers.Reshape((3, 4))(layers.Dense(12)(inputs))
-    model = keras.Model(inputs, layers.Softmax(axis=1)(scores))
-    outputs = _assert_outputs(keras_logits.expose(model), model, keras.Model(inputs, scores), X6)
-    np.testing.assert_allclose(outputs["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+    permute = layers.Permute((2, 1))
+    model = keras.Model(inputs, permute(layers.Softmax(axis=1)(scores)))
+    reference = keras.Model(inputs, layers.Permute((2, 1))(scores))
+    outputs = _assert_outputs(keras_logits.expose(model), model, reference, X6)
+    np.testing.assert_allclose(outputs["probabilities"].sum(axis=-1), 1.0, atol=1e-5)
 
 
 def test_expose_nested_head_is_rebuilt_and_shares_weights():
@@ -282,3 +284,87 @@ def test_exposed_model_round_trips_through_keras_file_in_safe_mode(kind, tmp_pat
     assert sorted(actual) == sorted(expected)
     for key in expected:
         np.testing.assert_allclose(actual[key], expected[key], atol=1e-6)
+
+
+# ---- per-position heads and masks --------------------------------------------------------------
+
+
+def test_expose_time_distributed_dense_softmax_tagger_gives_per_step_logits():
+    inputs = keras.Input((5, 6))
+    wrapper = layers.TimeDistributed(layers.Dense(4, activation="softmax"), name="tagger")
+    model = keras.Model(inputs, wrapper(inputs))
+    head = keras_logits.find_head(model)
+    assert head.layer is wrapper and head.fused and head.num_classes == 4
+    x = RNG.normal(size=(3, 5, 6)).astype("float32")
+    outputs = _predict(keras_logits.expose(model), x)
+    kernel, bias = wrapper.layer.get_weights()
+    np.testing.assert_allclose(outputs["logits"], x @ kernel + bias, atol=1e-5)
+    np.testing.assert_allclose(outputs["probabilities"], _predict(model, x), atol=1e-6)
+    described = keras_logits.find_head(keras_logits.expose(model), output="probabilities")
+    assert (described.layer, described.fused) == (wrapper, True)
+
+
+def _pointer_model():
+    """A span/pointer head: one score per token, softmax over the tokens that are not padding."""
+    tokens = keras.Input((7,), dtype="int32")
+    embedded = layers.Embedding(20, 4, name="embed")(tokens)
+    scores = layers.Reshape((7,))(layers.Dense(1, name="scorer")(embedded))
+    mask = keras.ops.not_equal(tokens, 0)
+    return keras.Model(tokens, layers.Softmax(name="pointer")(scores, mask=mask)), embedded
+
+
+@pytest.fixture(scope="module")
+def pointer():
+    model, _ = _pointer_model()
+    tokens = np.array([[3, 5, 7, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6, 7], [9, 0, 0, 0, 0, 0, 0]], "int32")
+    return model, tokens
+
+
+def test_masked_softmax_logits_give_exactly_the_probabilities_and_no_mass_on_padding(pointer):
+    model, tokens = pointer
+    outputs = _predict(keras_logits.expose(model), tokens)
+    probabilities = _predict(model, tokens)
+    np.testing.assert_allclose(outputs["probabilities"], probabilities, atol=1e-6)
+    logits = outputs["logits"].astype("float64")
+    np.testing.assert_allclose(np.exp(keras_logits.scores.log_softmax(logits)), probabilities, atol=1e-6)
+    padding = tokens == 0
+    assert np.all(logits[padding] == -1e9)  # the value keras.layers.Softmax gives masked positions
+    # Scores computed from the logits see only the real tokens: the entropy of the masked distribution.
+    real = np.where(padding, 0.0, probabilities.astype("float64"))
+    expected_entropy = -np.sum(np.where(real > 0, real * np.log(np.where(real > 0, real, 1.0)), 0.0), axis=-1)
+    np.testing.assert_allclose(keras_logits.scores.entropy(logits), expected_entropy, atol=1e-5)
+    assert np.all(keras_logits.scores.probabilities(logits)[padding] == 0.0)
+
+
+def test_masked_softmax_keeps_the_mask_with_a_temperature_and_through_a_keras_file(pointer, tmp_path):
+    model, tokens = pointer
+    exposed = keras_logits.expose(model, temperature=2.0)
+    outputs = _predict(exposed, tokens)
+    np.testing.assert_allclose(np.exp(keras_logits.scores.log_softmax(outputs["logits"].astype("float64"))),
+                               outputs["probabilities"], atol=1e-6)
+    exposed.save(tmp_path / "pointer.keras")
+    loaded = keras.saving.load_model(tmp_path / "pointer.keras", safe_mode=True)
+    np.testing.assert_allclose(_predict(loaded, tokens)["logits"], outputs["logits"], atol=1e-6)
+
+
+def test_exposed_outputs_carry_the_original_outputs_keras_mask():
+    tokens = keras.Input((6,), dtype="int32")
+    embedded = layers.Embedding(12, 4, mask_zero=True)(tokens)
+    fused = keras.Model(tokens, layers.Dense(3, activation="softmax")(embedded))
+    separate = keras.Model(tokens, layers.Activation("softmax")(layers.Dense(3)(embedded)))
+    for model in (fused, separate):
+        assert getattr(model.outputs[0], "_keras_mask", None) is not None
+        exposed = keras_logits.expose(model)
+        for name, tensor in keras_logits.head.model_outputs(exposed).items():
+            assert getattr(tensor, "_keras_mask", None) is not None, name
+
+
+def test_a_mask_passed_to_softmax_by_position_is_applied_to_the_logits_too():
+    scores_in, mask_in = keras.Input((5,)), keras.Input((5,))
+    model = keras.Model([scores_in, mask_in], layers.Softmax()(layers.Dense(5)(scores_in), mask_in))
+    scores, mask = RNG.normal(size=(4, 5)).astype("float32"), np.array([[1, 1, 0, 1, 0]] * 4, "float32")
+    outputs = keras_logits.expose(model).predict([scores, mask], verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"], model.predict([scores, mask], verbose=0), atol=1e-6)
+    assert np.all(outputs["logits"][:, [2, 4]] == -1e9)
+    np.testing.assert_allclose(np.exp(keras_logits.scores.log_softmax(outputs["logits"].astype("float64"))),
+                               outputs["probabilities"], atol=1e-6)

@@ -34,13 +34,23 @@ def test_find_head_reports_separate_activation_layer_and_its_logits_layer():
     assert head.logits_layer is model.get_layer("scores")
 
 
-def test_find_head_reads_the_axis_of_a_softmax_layer():
+def test_softmax_over_a_class_axis_that_is_not_last_is_refused_with_permute_advice():
     def body(x):
         x = layers.Reshape((4, 3))(layers.Dense(12)(x))
         return layers.Softmax(axis=1, name="per_column")(x)
 
+    with pytest.raises(ValueError, match=r"'per_column' \(Softmax\) normalises over axis 1 \(4 classes\).*"
+                                         r"classes on the last axis.*Permute before the activation"):
+        keras_logits.find_head(_functional(body))
+
+
+def test_softmax_over_axis_1_moved_last_by_permute_is_a_head_on_the_last_axis():
+    def body(x):
+        x = layers.Reshape((4, 3))(layers.Dense(12)(x))
+        return layers.Permute((2, 1))(layers.Softmax(axis=1, name="per_column")(x))
+
     head = keras_logits.find_head(_functional(body))
-    assert (head.layer.name, head.axis, head.num_classes, head.fused) == ("per_column", 1, 4, False)
+    assert (head.layer.name, head.axis, head.num_classes, head.fused) == ("per_column", -1, 4, False)
 
 
 def test_find_head_accepts_a_softmax_op_in_a_functional_graph():
@@ -209,3 +219,160 @@ def test_invalid_activation_argument_is_refused(activation):
 def test_non_model_input_is_refused():
     with pytest.raises(TypeError, match="Expected a keras.Model, got Dense"):
         keras_logits.find_head(layers.Dense(3))
+
+
+# ---- the package's own layers, and exposed models, through the one walk ---------------------
+
+
+def _head_fields(head):
+    return (head.layer.name, head.fused, head.activation, head.axis, head.num_classes, head.path)
+
+
+def test_a_model_ending_in_logits_head_has_a_head_and_ensure_exposed_takes_it_as_is():
+    from keras_logits.expose_model import ensure_exposed
+
+    inputs = keras.Input((6,))
+    scores = layers.Dense(3, name="scores")(inputs)
+    model = keras.Model(inputs, keras_logits.layers.LogitsHead("softmax", name="both")(scores))
+    heads = keras_logits.find_heads(model)
+    assert list(heads) == ["probabilities"]
+    head = keras_logits.find_head(model)
+    assert (head.layer.name, head.activation, head.fused, head.num_classes) == ("both", "softmax", False, 3)
+    assert head.logits_layer is model.get_layer("scores")
+    exposed, found = ensure_exposed(model)
+    assert exposed is model and _head_fields(found) == _head_fields(head)
+    x = np.random.default_rng(1).normal(size=(4, 6)).astype("float32")
+    outputs = keras_logits.expose(model).predict(x, verbose=0)
+    assert sorted(outputs) == ["logits", "probabilities"]
+    np.testing.assert_allclose(outputs["probabilities"], model.predict(x, verbose=0)["probabilities"], atol=1e-6)
+
+
+def _nested_fused():
+    inner = keras.Sequential([keras.Input((6,)), layers.Dense(4, activation="softmax", name="cls")], name="inner")
+    return keras.Sequential([keras.Input((6,)), inner], name="outer")
+
+
+@pytest.mark.parametrize("kind", ["fused", "sigmoid", "separate", "nested", "logits_head"])
+@pytest.mark.parametrize("temperature", [None, 2.0])
+def test_an_exposed_model_describes_its_head_exactly_like_the_original(kind, temperature):
+    if kind == "nested":
+        model = _nested_fused()
+    elif kind == "logits_head":
+        model = _functional(lambda x: keras_logits.layers.LogitsHead("softmax", name="both")(layers.Dense(3)(x)))
+    elif kind == "separate":
+        model = _functional(lambda x: layers.Activation("softmax", name="probs")(layers.Dense(3)(x)))
+    else:
+        activation = "sigmoid" if kind == "sigmoid" else "softmax"
+        model = _functional(lambda x: layers.Dense(3, activation=activation, name="cls")(x))
+    original = keras_logits.find_head(model)
+    exposed = keras_logits.find_head(keras_logits.expose(model, temperature=temperature), output="probabilities")
+    assert _head_fields(exposed) == _head_fields(original)
+    if kind != "nested":
+        assert exposed.layer is original.layer
+
+
+def test_multi_head_error_names_every_place_that_takes_a_choice():
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, {"a": layers.Dense(3, activation="softmax")(inputs),
+                                 "b": layers.Dense(2, activation="sigmoid")(inputs)})
+    with pytest.raises(ValueError) as error:
+        keras_logits.find_head(model)
+    for place in ("find_head(model, output=<name>)", "expose()", "ensure_exposed()", "export()",
+                  "LogitsLogger()", "--head"):
+        assert place in str(error.value)
+
+
+# ---- which layers are fused heads (and which never are) ------------------------------------
+
+
+@pytest.mark.parametrize("make", [
+    lambda: layers.TimeDistributed(layers.Dense(5, activation="softmax"), name="tagger"),
+    lambda: layers.TimeDistributed(layers.Conv1D(5, 1, activation="sigmoid"), name="tagger"),
+])
+def test_time_distributed_around_a_fused_layer_is_a_fused_head(make):
+    inputs = keras.Input((7, 4, 3))
+    wrapper = make()
+    model = keras.Model(inputs, wrapper(inputs))
+    head = keras_logits.find_head(model)
+    assert head.layer is wrapper and head.fused and head.num_classes == 5
+
+
+@pytest.mark.parametrize("make", [
+    lambda: layers.LSTM(4, activation="softmax", return_sequences=True, name="rnn"),
+    lambda: layers.GRU(4, activation="sigmoid", name="rnn"),
+    lambda: layers.SimpleRNN(4, activation="softmax", name="rnn"),
+    lambda: layers.Bidirectional(layers.LSTM(2, activation="softmax"), name="rnn"),
+])
+def test_recurrent_layers_are_never_heads_and_the_refusal_says_what_to_do(make):
+    inputs = keras.Input((5, 3))
+    model = keras.Model(inputs, make()(inputs))
+    advice = r"recurrent layer 'rnn'.*cell's internal activation.*Dense\(num_classes, activation='softmax'\)"
+    with pytest.raises(ValueError, match=advice):
+        keras_logits.find_head(model)
+    with pytest.raises(ValueError, match=advice):
+        keras_logits.expose(model, activation="softmax")
+
+
+class _Squash(layers.Layer):
+    """A custom layer with an `activation` attribute: the package cannot know what it applies it to."""
+
+    def __init__(self, activation="softmax", **kwargs):
+        super().__init__(**kwargs)
+        self.activation = keras.activations.get(activation)
+
+    def call(self, x):
+        return self.activation(x * 2.0)
+
+
+def test_a_custom_layer_with_an_activation_attribute_is_not_taken_for_a_fused_head():
+    model = _functional(lambda x: _Squash(name="squash")(layers.Dense(3)(x)))
+    with pytest.raises(ValueError, match=r"'squash' \(_Squash\), which keras_logits cannot see into"):
+        keras_logits.find_head(model)
+
+
+# ---- the class axis after the head ----------------------------------------------------------
+
+
+def test_softmax_then_reshape_that_splits_the_classes_is_refused():
+    model = _functional(lambda x: layers.Reshape((2, 3), name="split")(
+        layers.Dense(6, activation="softmax", name="cls")(x)))
+    with pytest.raises(ValueError, match=r"'cls' \(Dense\) normalises over 6 classes, but layer 'split' "
+                                         r"\(Reshape\).*last axis has 3"):
+        keras_logits.find_head(model)
+
+
+def test_softmax_then_permute_moving_the_classes_is_refused():
+    inputs = keras.Input((7, 4))
+    model = keras.Model(inputs, layers.Permute((2, 1))(layers.Dense(5, activation="softmax", name="cls")(inputs)))
+    with pytest.raises(ValueError, match=r"normalises over axis 1 \(5 classes\).*\(None, 5, 7\).*Permute"):
+        keras_logits.find_head(model)
+
+
+def test_class_axis_kept_last_through_flatten_and_per_pixel_heads_are_accepted():
+    inputs = keras.Input((1, 1, 8))
+    flat = layers.Flatten()(layers.Conv2D(4, 1, activation="softmax", name="cls")(inputs))
+    assert keras_logits.find_head(keras.Model(inputs, flat)).num_classes == 4
+    pixels = keras.Input((6, 6, 3))
+    per_pixel = keras.Model(pixels, layers.Conv2D(5, 1, activation="softmax", name="seg")(pixels))
+    assert (keras_logits.find_head(per_pixel).num_classes, keras_logits.find_head(per_pixel).axis) == (5, -1)
+
+
+# ---- Keras 2 (tf_keras) models ----------------------------------------------------------------
+
+
+def test_a_tf_keras_model_is_refused_with_the_h5_route_which_works(tmp_path):
+    tf_keras = pytest.importorskip("tf_keras", reason="tf_keras (Keras 2) is not installed")
+    old = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(3, activation="softmax", name="cls")],
+                              name="old")
+    with pytest.raises(TypeError, match=r"Keras 2 \(tf_keras\).*model.save\('model.h5'\).*"
+                                        r"keras.saving.load_model\('model.h5'\).*keras-logits command line"):
+        keras_logits.find_head(old)
+    with pytest.raises(TypeError, match="Keras 2"):
+        keras_logits.expose(old)
+    old.save(tmp_path / "model.h5")
+    model = keras.saving.load_model(tmp_path / "model.h5")
+    x = np.random.default_rng(2).normal(size=(5, 4)).astype("float32")
+    outputs = keras_logits.expose(model).predict(x, verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"], old.predict(x, verbose=0), atol=1e-6)
+    kernel, bias = old.get_layer("cls").get_weights()
+    np.testing.assert_allclose(outputs["logits"], x @ kernel + bias, atol=1e-5)

@@ -8,7 +8,8 @@ activation left out and the original's weights copied in. Then either
 
 - `expose(original)` gives, for every classification output, logits equal to the reference's
   output and probabilities equal to the original's, or
-- it raises one of the documented errors (a message from `find_head`/`expose`),
+- it raises one of the documented errors (a message from `find_head`/`expose`): for outputs
+  without activation, and outputs computed from the probabilities (a Rescaling after them),
 
 and never anything else. Derandomized, so CI runs the same 200 examples every time; failing
 examples found while writing this are kept below as `@example`s.
@@ -40,7 +41,7 @@ class Head:
     activation: str  # "softmax" | "sigmoid"
     style: str  # "fused" | "activation_layer" | "softmax_layer" | "ops" | "no_activation"
     between: tuple  # shape-only layers between logits and a separate activation
-    after: tuple  # shape-only layers after the activation
+    after: tuple  # shape-only layers after the activation, or a Rescaling ("rescale")
     nested: bool  # the head (Dense + activation) sits in its own functional submodel
 
 
@@ -76,7 +77,7 @@ def recipes(draw):
         activation=activation,
         style=style,
         between=between,
-        after=tuple(draw(st.lists(st.sampled_from(SHAPE_ONLY + ("reshape_column_flatten",)), max_size=2))),
+        after=tuple(draw(st.lists(st.sampled_from(SHAPE_ONLY + ("reshape_column_flatten", "rescale")), max_size=2))),
         nested=functional and draw(st.booleans()),
     )
     return Recipe(
@@ -99,6 +100,8 @@ def _shape_only(name, classes):
         return [keras.layers.Identity()]
     if name == "reshape_same":
         return [keras.layers.Reshape((classes,))]
+    if name == "rescale":  # not shape-only: the output is computed from the probabilities, so it is no head
+        return [keras.layers.Rescaling(0.5)]
     return [keras.layers.Reshape((classes, 1)), keras.layers.Flatten()]
 
 
@@ -185,6 +188,11 @@ def _numpy(value):
     return keras.ops.convert_to_numpy(value).astype("float64")
 
 
+def not_a_head(head: Head) -> bool:
+    """The main output ends in logits, or is computed from the probabilities (Rescaling after the activation)."""
+    return head.style == "no_activation" or "rescale" in head.after
+
+
 def check_recipe(recipe: Recipe):
     original = build(recipe, with_activation=True)
     reference = build(recipe, with_activation=False)
@@ -194,10 +202,12 @@ def check_recipe(recipe: Recipe):
         exposed = keras_logits.expose(original)
     except (ValueError, TypeError) as error:
         assert any(re.search(pattern, str(error)) for pattern in DOCUMENTED_ERRORS), repr(error)
-        assert recipe.head.style == "no_activation", f"refused a supported model: {error}"
+        assert not_a_head(recipe.head), f"refused a supported model: {error}"
+        if "rescale" in recipe.head.after and recipe.head.style != "no_activation":
+            assert "computed from" in str(error) and "no activation= makes them so" in str(error), str(error)
         event(f"documented error: {str(error)[:50]}")
         return
-    assert recipe.head.style != "no_activation" or recipe.second_output == "head", "exposed a model without head"
+    assert not not_a_head(recipe.head) or recipe.second_output == "head", "exposed a model without head"
     event(f"exposed {recipe.kind}, {recipe.head.style}, second output {recipe.second_output}")
     event(f"body {len(recipe.body)} blocks, nested body {recipe.nested_body}, nested head {recipe.head.nested}, "
           f"mixed precision {recipe.mixed_precision}")
@@ -210,7 +220,7 @@ def check_recipe(recipe: Recipe):
         prefix = {"main": "main/", "second": "second/"}
 
     loose = recipe.mixed_precision
-    if recipe.head.style == "no_activation":  # only the second head is exposed; main passes through
+    if not_a_head(recipe.head):  # only the second head is exposed; main passes through
         assert "main/logits" not in outputs
         np.testing.assert_allclose(outputs["main"], _numpy(original_outputs["main"]), atol=1e-6)
     else:
