@@ -66,6 +66,10 @@ def load_keras_model(path: Union[str, os.PathLike], *, unsafe: bool = False):
             )
     import keras
 
+    # The package's layers (PreActivation, Temperature, LogitsHead) and metrics must be registered
+    # before loading, or files written by `expose` fail with "Could not locate class".
+    from keras_logits import layers, metrics  # noqa: F401
+
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as error:

@@ -19,6 +19,11 @@ MODULES = [
     "keras_logits.calibration",
     "keras_logits.checks",
     "keras_logits.plots",
+    "keras_logits.loading",
+    "keras_logits.predict_input",
+    "keras_logits.class_ids",
+    "keras_logits.serving",
+    pytest.param("keras_logits.saved_model_scan", marks=pytest.mark.backends("tensorflow", "jax")),  # reads protobufs
 ]
 
 
