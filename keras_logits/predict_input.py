@@ -57,8 +57,8 @@ def read_inputs(path: Union[str, os.PathLike], input_shape: tuple, *, scale: flo
     x = _as_dtype(x, dtype, path)
     if dtype not in ("string", "bool") and "int" not in dtype:
         x = x * np.asarray(scale, dtype=x.dtype)
-    if x.ndim == len(expected) and expected[-1:] == (1,):
-        x = x[..., None]  # One string (or id) per sample for an input of shape (batch, 1).
+    if x.ndim == 1 and expected == (1,):
+        x = x[:, None]  # One string (or id) per sample for an input of shape (batch, 1).
     found = tuple(x.shape[1:])
     if len(found) != len(expected) or any(e is not None and e != f for e, f in zip(expected, found)):
         raise ValueError(

@@ -267,7 +267,7 @@ class _Unknown(keras.layers.Layer):
 
 
 def test_a_long_error_is_one_line_capped_and_points_to_debug(tmp_path):
-    from keras_logits.cli import MAX_ERROR_CHARACTERS
+    from keras_logits.cli import MAX_ERROR_CHARACTERS, _one_line
 
     inputs = keras.Input((4,), name="x")
     hidden = _Unknown(name="unknown_" + "x" * 200)(inputs)
@@ -275,9 +275,11 @@ def test_a_long_error_is_one_line_capped_and_points_to_debug(tmp_path):
     result = cli("inspect", tmp_path / "m.keras")
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("keras-logits: error:")]
     assert result.returncode == 1 and len(error_lines) == 1 and "Traceback" not in result.stderr
-    assert "Could not locate class '_Unknown'" in error_lines[0]
-    assert len(error_lines[0]) < MAX_ERROR_CHARACTERS + 150
-    assert error_lines[0].endswith("run with --debug for the whole message and the traceback)")
+    assert "it uses class '_Unknown', which is neither a Keras nor a keras-logits class" in error_lines[0]
+    assert len(error_lines[0]) < MAX_ERROR_CHARACTERS
+    config_dump = _one_line(ValueError("Could not deserialize: " + repr({"config": {"x" * 50: list(range(500))}})))
+    assert len(config_dump) < MAX_ERROR_CHARACTERS + 100
+    assert config_dump.endswith("characters; run with --debug for the whole message and the traceback)")
 
 
 @pytest.fixture(scope="module")
