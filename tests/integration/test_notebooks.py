@@ -1,5 +1,6 @@
 """The tutorial notebooks run top to bottom in a fresh kernel, and their committed outputs are current."""
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -14,7 +15,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 
 def test_there_are_notebooks():
     assert [p.name for p in NOTEBOOKS] == ["01_expose_logits.ipynb", "02_logging_during_fit.ipynb",
-                                           "03_export_and_serve.ipynb", "04_calibration_and_ood.ipynb"]
+                                           "03_export_and_serve.ipynb", "04_calibration_and_ood.ipynb",
+                                           "05_segmentation_and_tagging.ipynb", "06_distillation.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -37,5 +39,20 @@ def test_notebook_executes_without_errors(path, tmp_path):
         assert "max |logits - reference|: 0.0" in text
     if path.stem.startswith("04"):
         assert "held-out ECE" in text and "double-activation" in text and "sigmoid-categorical" in text
+    if path.stem.startswith("05"):
+        assert "softmax (fused into Conv2D 'classes'), 4 classes" in text and "per-pixel ECE" in text
+        accuracies = re.search(r"probe accuracy over counted pixels: NumPy ([\d.]+), LogitsLogger ([\d.]+)", text)
+        assert accuracies and accuracies[1] == accuracies[2]
+        masked = re.search(r"accuracy over real characters, NumPy ([\d.]+), masked metric ([\d.]+)", text)
+        assert masked and masked[1] == masked[2]
+        losses = re.search(r"masked loss: exposed \(logits\) ([\d.]+), original \(probabilities\) ([\d.]+)", text)
+        assert losses and losses[1] == losses[2]
+    if path.stem.startswith("06"):
+        assert "distillation-probabilities" in text and "distillation-loss" in text
+        assert re.search(r"default loss='kl_divergence'\s+3\.2248", text)
+        assert re.search(r"KLDistillation\(T\)\s+0\.7521", text)
+        assert "check_model findings: []" in text and "student softmax(logits) == student.predict: True" in text
+        batch = re.search(r"batch loss: NumPy ([\d.]+), distillation_loss ([\d.]+)", text)
+        assert batch and batch[1] == batch[2]
     if path.stem.startswith("03"):
         assert "max |onnx - SavedModel| logits:" in text
