@@ -108,6 +108,11 @@ class LogitsLogger(keras.callbacks.Callback):
             1024 samples in one call: each call pays a fixed cost (on JAX it gathers
             the whole model state), so fewer, larger calls are cheaper.
         head: Output name of the classification head on a model with several.
+        activation: `"softmax"` or `"sigmoid"` for a model that outputs logits
+            nobody recorded (a Dense without activation at the end, a KerasHub
+            task built with `activation=None`). A model that applies its
+            activation, an exposed model and a `logits_model` need none; a
+            model that applies one refuses it.
         ignore_class: A label value (e.g. 255 "void" pixels) whose positions are left out.
         snapshot_dtype: `"float32"` or `"float16"` logits in snapshots.
         compress_snapshots: Write snapshots with `np.savez_compressed`.
@@ -141,6 +146,7 @@ class LogitsLogger(keras.callbacks.Callback):
         batch_size: int = 1024,
         *,
         head: Optional[str] = None,
+        activation: Optional[str] = None,
         ignore_class: Optional[int] = None,
         snapshot_dtype: str = "float32",
         compress_snapshots: bool = False,
@@ -166,6 +172,7 @@ class LogitsLogger(keras.callbacks.Callback):
         self.stop_on_nonfinite = stop_on_nonfinite
         self.batch_size = int(batch_size)
         self.head = head
+        self.activation = activation
         self.ignore_class = ignore_class
         self.snapshot_dtype = snapshot_dtype
         self.compress_snapshots = compress_snapshots
@@ -186,7 +193,9 @@ class LogitsLogger(keras.callbacks.Callback):
     # ---- set-up: validate everything before the first epoch ---------------------------------
 
     def on_train_begin(self, logs=None):
-        self._exposed, head = ensure_exposed(self.model, head=self.head)
+        callback_list = _calling_callback_list(self)
+        self._classifier = self._classifier_of(self.model)
+        self._exposed, head = ensure_exposed(self._classifier, head=self.head, activation=self.activation)
         self._activation = head.activation
         self._x, self._labels = read_probe(self.probe)
         arrays = probe_arrays(self._x, self._exposed)
@@ -198,7 +207,7 @@ class LogitsLogger(keras.callbacks.Callback):
         self._check_labels_fit()
         self._chief = is_chief(self.model)
         self._keras_tensorboard = False
-        self._join_callback_list(sys._getframe(1).f_locals.get("self"))
+        self._join_callback_list(callback_list)
         if self._chief:
             for finding in check_model(self.model):
                 warnings.warn(str(finding), ModelCheckWarning, stacklevel=2)
@@ -211,6 +220,26 @@ class LogitsLogger(keras.callbacks.Callback):
                 self._columns, self._rows = _read_csv(self.csv_path)
         self._first_epoch = None
         self._probed = None
+
+    def _classifier_of(self, model):
+        """The model whose outputs are logged: `model`, or the student of a `keras.distillation.Distiller`.
+
+        A Distiller's `call` is its student's; its teacher is frozen. The
+        probe runs the student (exposed: it shares the student's weights).
+        """
+        if not _is_distiller(model):
+            return model
+        student = model.student
+        try:
+            ensure_exposed(student, head=self.head, activation=self.activation)
+        except (ValueError, TypeError) as error:
+            raise type(error)(
+                f"LogitsLogger on Distiller '{model.name}' logs its student '{student.name}', which it cannot "
+                f"expose: {error} (For a student that outputs logits, build it with "
+                "keras_logits.logits_model(classifier), which records its activation, or pass "
+                "LogitsLogger(activation='softmax' or 'sigmoid').)"
+            ) from None
+        return student
 
     def _build_probe_model(self, head):
         """The exposed model with the logits' Keras mask as a third output, when the head has one.
@@ -228,11 +257,11 @@ class LogitsLogger(keras.callbacks.Callback):
         mask = getattr(logits, "_keras_mask", None)
         if mask is None:
             mask = getattr(outputs[PROBABILITIES], "_keras_mask", None)
-        if mask is None and self.model is not self._exposed:
+        if mask is None and self._classifier is not self._exposed:
             # An exposed head that drops the mask: the original output's mask, computed from the same inputs.
-            original = model_outputs(self.model).get(head.output_name)
+            original = model_outputs(self._classifier).get(head.output_name)
             mask = getattr(original, "_keras_mask", None)
-            if mask is not None and not all(a is b for a, b in zip(self.model.inputs, self._exposed.inputs)):
+            if mask is not None and not all(a is b for a, b in zip(self._classifier.inputs, self._exposed.inputs)):
                 warnings.warn(f"LogitsLogger cannot compute the Keras mask of model '{self.model.name}' beside the "
                               "logits; masked (padding) positions count in the probe summaries.", stacklevel=3)
                 mask = None
@@ -288,32 +317,56 @@ class LogitsLogger(keras.callbacks.Callback):
         Keras runs callbacks in list order with one shared `logs` dict, and has
         no hook between the last step and the first `on_epoch_end`. The list
         object is replaced, not changed, so the loop now running continues
-        unaffected. Without a `CallbackList` caller (a hand-written loop),
-        callbacks listed before this one do not see the probe values.
+        unaffected. Fallback: called from no `CallbackList` (a hand-written
+        loop, a wrapping callback, an interpreter without frame access), the
+        probe runs at this callback's own `on_epoch_end`; callbacks that run
+        before it do not see the probe values, which one warning at train
+        begin says.
         """
-        if not isinstance(callback_list, keras.callbacks.CallbackList) or self not in callback_list.callbacks:
+        if callback_list is None:
             self._callback_list = None
+            warnings.warn(
+                "LogitsLogger was not started by a Keras CallbackList (fit/evaluate's), so it cannot run its probe "
+                "before the other callbacks: those that run before it at epoch end (an EarlyStopping, "
+                "ModelCheckpoint, CSVLogger, ...) do not see the probe_logits_* values. Run it before them.",
+                RuntimeWarning, stacklevel=3)
             return
         self._callback_list = callback_list
         self._front = _ProbeFirst(self)
         callback_list.callbacks = [self._front] + [c for c in callback_list.callbacks
                                                    if not isinstance(c, _ProbeFirst)]
+        self._set_monitor_directions()
         for callback in callback_list.callbacks:
-            self._set_monitor_direction(callback)
             if (isinstance(callback, keras.callbacks.TensorBoard) and self.log_dir is not None
                     and Path(callback.log_dir).resolve() == self.log_dir.resolve()):
                 self._keras_tensorboard = True
 
-    def _set_monitor_direction(self, callback):
-        """Gives `mode="auto"` monitoring callbacks the direction of the probe value they watch."""
+    def _set_monitor_directions(self):
+        """Gives every `mode="auto"` monitoring callback in the list the direction of the value it watches."""
+        if self._callback_list is None:
+            return
+        directions = {**_compiled_metric_directions(self.model),
+                      **{probe_key(statistic): mode for statistic, mode in DIRECTIONS.items()}}
+        for callback in self._callback_list.callbacks:
+            self._set_monitor_direction(callback, directions)
+
+    @staticmethod
+    def _set_monitor_direction(callback, directions: dict):
+        """Sets the monitor op of a `mode="auto"` callback whose value has a direction Keras cannot find.
+
+        Keras' `MonitorCallback` matches a compiled metric's own name (`ece`)
+        against the monitor without `val_` (`logits_ece`), so it finds no
+        direction for the metrics of one output of a multi-output model; the
+        metric declares it (`_direction`), and this reads it.
+        """
         monitor = getattr(callback, "monitor", None)
         if (getattr(callback, "mode", None) != "auto" or getattr(callback, "monitor_op", 0) is not None
                 or not hasattr(callback, "_set_monitor_op") or not isinstance(monitor, str)):
             return
-        statistic = monitor[len(probe_key("")):] if monitor.startswith(probe_key("")) else None
-        if statistic not in DIRECTIONS:
+        mode = directions.get(monitor.removeprefix("val_"))
+        if mode is None:
             return
-        callback.mode = DIRECTIONS[statistic]
+        callback.mode = mode
         try:
             callback._set_monitor_op()
         finally:
@@ -504,7 +557,60 @@ class _ProbeFirst(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._logger._first_epoch is None:
             self._logger.on_epoch_begin(epoch)
+        # Compiled metrics are built by the first step (on torch after on_train_begin): read their directions
+        # now, before any monitoring callback sets its own on its first epoch end.
+        self._logger._set_monitor_directions()
         self._logger._probe(epoch, logs)
+
+
+def _calling_callback_list(logger) -> Optional[keras.callbacks.CallbackList]:
+    """The Keras `CallbackList` whose `on_train_begin` is calling `logger`'s, or None.
+
+    Keras gives a callback no reference to its list; the list is a local of
+    a calling frame (`self` of `CallbackList.on_train_begin`, also a list the
+    user passed to `fit`, or a subclass calling `super()`). A few frames up at
+    most: anything else (no frames on this interpreter, a wrapping callback)
+    is the documented fallback.
+    """
+    try:
+        frame = sys._getframe(2)
+    except (AttributeError, ValueError):
+        return None
+    for _ in range(4):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, keras.callbacks.CallbackList) and any(c is logger for c in candidate.callbacks):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _is_distiller(model) -> bool:
+    distiller = getattr(getattr(keras, "distillation", None), "Distiller", None)
+    return distiller is not None and isinstance(model, distiller)
+
+
+def _compiled_metric_directions(model) -> dict:
+    """`{"<output>_<metric>": "min"/"max"}` for the compiled metrics that declare `_direction`, per output.
+
+    The names are those of Keras' logs (`compile_utils.CompileMetrics.result`);
+    `val_` versions are the same metric.
+    """
+    directions = {}
+    compiled = getattr(model, "_compile_metrics", None)
+    # Keras 3.15 keeps the per-output lists (with their output names) only in these private attributes.
+    lists = [] if compiled is None else (getattr(compiled, "_flat_metrics", None) or []) + (
+        getattr(compiled, "_flat_weighted_metrics", None) or [])
+    for metrics_list in lists:
+        if metrics_list is not None:
+            output = getattr(metrics_list, "output_name", None)
+            for metric in getattr(metrics_list, "metrics", []):
+                direction = getattr(metric, "_direction", None)
+                if direction in ("up", "down"):
+                    name = f"{output}_{metric.name}" if output else metric.name
+                    directions.setdefault(name, "max" if direction == "up" else "min")
+    return directions
 
 
 def _run_directory(log_dir: Path, first_epoch: int) -> Path:

@@ -26,6 +26,7 @@ from keras_logits._walk import (
     fused_layer,
     is_graph_model,
     kind_of,
+    known_activation,
     search_upstream,
     size_of,
     upstream_list,
@@ -91,7 +92,9 @@ class Head:
         """One line for people: layer, activation, fused or separate, classes, path."""
         where = "/".join(self.path + (self.layer.name,))
         kind = "fused into" if self.fused else "separate layer"
-        if not self.applied_by_model:
+        if self.route and self.route[-1].kind == "known":
+            kind = "left out by the model, which outputs the logits of"
+        elif not self.applied_by_model:
             kind = "given by caller after"
         return (
             f"{self.activation} ({kind} {type(self.layer).__name__} '{where}'), "
@@ -194,7 +197,26 @@ def _heads_and_problems(model, activation):
             heads[name] = _head_of(tensor, name, activation, outputs_by_id)
         except NoHead as problem:
             problems[name] = problem
+    # An exposed model's "logits" output is known logits too, of the head its "probabilities" output applies:
+    # one head, not two.
+    applied = {id(_logits_tensor(head)): name for name, head in heads.items()
+               if head.applied_by_model and _logits_tensor(head) is not None}
+    for name, head in list(heads.items()):
+        twin = applied.get(id(_logits_tensor(head))) if head.route[-1].kind == "known" else None
+        if twin is not None:
+            del heads[name]
+            problems[name] = NoHead(f"output '{name}' is the logits of output '{twin}'; use that one")
     return heads, problems
+
+
+def _logits_tensor(head: Head):
+    """The tensor of a head's logits, as far back as the logits-to-logits layers go; None for a fused head."""
+    step = head.route[-1]
+    if step.kind == "known":
+        return walk(step.output_tensor, through_logits=True).tensor
+    if step.kind in ("separate", "logits_head"):
+        return walk(step.input_tensor, through_logits=True).tensor
+    return None
 
 
 def _no_head_error(model, problems) -> ValueError:
@@ -353,7 +375,35 @@ def _head_of(tensor, output_name, given_activation, outputs_by_id):
                 f"{describe(operation)}; leave out activation= and the logits are found for you"
             )
         return _activation_head(found, output_name)
+    known = known_activation(tensor)
+    if known is not None:
+        return _known_head(found, known, output_name, given_activation)
     return _given_head(found, output_name, given_activation, outputs_by_id)
+
+
+def _known_head(found: Producer, known: tuple, output_name: str, given_activation: Optional[str]) -> Head:
+    """An output that is logits for a recorded activation (what `logits_model` returns): a head the model leaves out."""
+    activation, source = known
+    if given_activation is not None and given_activation != activation:
+        raise NoHead(
+            f"output '{output_name}' is the logits of a {activation} head ({describe(source.operation)}); "
+            f"activation={given_activation!r} contradicts it. Leave out activation= (it is known)"
+        )
+    layer = source.operation
+    fused = isinstance(layer, PreActivation)
+    if fused:
+        layer = layer.layer  # described as the original model's layer, as exposed models describe it
+    return Head(
+        layer=layer,
+        activation=activation,
+        fused=fused,
+        axis=-1,
+        num_classes=size_of(found.tensor, -1),
+        path=source.path,
+        output_name=output_name,
+        applied_by_model=False,
+        route=found.route + (Step("known", found.operation, found.node, found.index),),
+    )
 
 
 def _activation_head(found: Producer, output_name: str) -> Head:
