@@ -58,7 +58,12 @@ class LogitsLogger(keras.callbacks.Callback):
       other callback, listed before or after this one (it moves its probe to
       the front of Keras' callback list; `mode="auto"` of `EarlyStopping`,
       `ModelCheckpoint` and `ReduceLROnPlateau` works for `probe_logits_ece`,
-      `_brier`, `_nonfinite` (lower is better) and `_accuracy` (higher));
+      `_brier`, `_nonfinite` (lower is better) and `_accuracy` (higher), and
+      for the in-step metrics of one output (`val_logits_ece`) whose metric
+      declares its direction, which Keras alone cannot match on a
+      multi-output model; started outside a Keras `CallbackList` (driven by
+      hand, wrapped in another callback) it warns once, and only the
+      callbacks after it see the probe values);
       on epochs without a probe (`every_n_epochs > 1`) they are NaN, so
       Keras' `CSVLogger` has their columns from the first epoch and monitoring
       callbacks see no improvement (their `patience` counts epochs, not probes);
@@ -82,6 +87,14 @@ class LogitsLogger(keras.callbacks.Callback):
       512x512 images with 21 classes in float32, 11 MB with
       `max_snapshot_bytes=2**20 * 10`, which stores the same random sample
       of positions every epoch. `keep_last`/`keep_every` delete old ones.
+
+    The model may be an original classifier, an exposed model, a
+    `logits_model` (its activation is recorded), a model that outputs
+    logits (pass `activation=`), or a `keras.distillation.Distiller`: then
+    its student is logged (probe logits and probabilities; the in-step
+    metrics are those compiled on the Distiller, computed on the student's
+    outputs), and a student it cannot expose is refused at train begin with
+    what to pass.
 
     Per-position heads (segmentation `(batch, H, W, C)`, token tagging
     `(batch, T, C)`) are summarised over all positions; the output's Keras

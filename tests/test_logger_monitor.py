@@ -105,3 +105,17 @@ def test_a_logger_driven_by_hand_warns_once_and_still_logs_at_its_own_epoch_end(
     expected = np.mean(model.predict(x[:16], verbose=0)["logits"])
     assert logs["probe_logits_mean"] == pytest.approx(float(expected), abs=1e-6)
     logger.on_train_end()
+
+
+def test_keras_alone_finds_the_direction_on_a_single_output_logits_model(data):
+    x, y = data
+    keras.utils.set_random_seed(0)
+    original = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
+    model = keras_logits.logits_model(original)
+    model.compile(optimizer=keras.optimizers.SGD(0.05),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=keras_logits.metrics.default_metrics("softmax"))
+    early_stopping = keras.callbacks.EarlyStopping(monitor="val_ece", patience=1, min_delta=10.0)
+    history = model.fit(x, y, validation_data=(x, y), epochs=EPOCHS, verbose=0, callbacks=[early_stopping]).history
+    assert early_stopping.monitor_op is keras.ops.less
+    assert early_stopping.stopped_epoch == 1 and len(history["loss"]) == 2
