@@ -106,3 +106,16 @@ def test_distiller_with_an_unmarked_logits_student_is_refused_at_train_begin(dig
     logger = LogitsLogger((x_train[:16], y_train[:16]), snapshots=False, histograms=False, activation="softmax")
     history = distiller.fit(x_train[:64], y_train[:64], epochs=1, verbose=0, callbacks=[logger])
     assert np.isfinite(history.history["probe_logits_mean"][-1])
+
+
+@pytest.mark.filterwarnings("ignore::keras_logits.checks.ModelCheckWarning")  # a softmax student is flagged
+def test_distiller_with_an_original_softmax_student_logs_that_students_logits(digits):
+    (x_train, y_train), (x_test, _) = digits
+    student = _mlp(8, seed=4, name="softmax_student")
+    distiller = keras.distillation.Distiller(
+        teacher=logits_model(_mlp(8, seed=5, name="t")), student=student, distillation_losses=KLDistillation())
+    distiller.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    logger = LogitsLogger(x_test[:PROBE], snapshots=False, histograms=False)
+    history = distiller.fit(x_train[:128], y_train[:128], epochs=1, verbose=0, callbacks=[logger]).history
+    reference = _no_activation_twin(student).predict(x_test[:PROBE], verbose=0)
+    assert history["probe_logits_mean"][-1] == pytest.approx(float(reference.mean()), abs=1e-5)
