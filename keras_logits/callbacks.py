@@ -207,8 +207,7 @@ class LogitsLogger(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         callback_list = _calling_callback_list(self)
-        self._classifier = self._classifier_of(self.model)
-        self._exposed, head = ensure_exposed(self._classifier, head=self.head, activation=self.activation)
+        self._classifier, self._exposed, head = self._expose_logged_model(self.model)
         self._activation = head.activation
         self._x, self._labels = read_probe(self.probe)
         arrays = probe_arrays(self._x, self._exposed)
@@ -234,17 +233,17 @@ class LogitsLogger(keras.callbacks.Callback):
         self._first_epoch = None
         self._probed = None
 
-    def _classifier_of(self, model):
-        """The model whose outputs are logged: `model`, or the student of a `keras.distillation.Distiller`.
+    def _expose_logged_model(self, model) -> tuple:
+        """`(classifier, its exposed model, head)`: `model`, or the student of a `keras.distillation.Distiller`.
 
         A Distiller's `call` is its student's; its teacher is frozen. The
         probe runs the student (exposed: it shares the student's weights).
         """
         if not _is_distiller(model):
-            return model
+            return (model, *ensure_exposed(model, head=self.head, activation=self.activation))
         student = model.student
         try:
-            ensure_exposed(student, head=self.head, activation=self.activation)
+            return (student, *ensure_exposed(student, head=self.head, activation=self.activation))
         except (ValueError, TypeError) as error:
             raise type(error)(
                 f"LogitsLogger on Distiller '{model.name}' logs its student '{student.name}', which it cannot "
@@ -252,7 +251,6 @@ class LogitsLogger(keras.callbacks.Callback):
                 "keras_logits.logits_model(classifier), which records its activation, or pass "
                 "LogitsLogger(activation='softmax' or 'sigmoid').)"
             ) from None
-        return student
 
     def _build_probe_model(self, head):
         """The exposed model with the logits' Keras mask as a third output, when the head has one.

@@ -57,8 +57,10 @@ class Head:
         path: Names of the nested models leading to `layer`, outermost first;
             empty when the head is in the model itself.
         output_name: Name of the model output this head produces.
-        applied_by_model: False when the model outputs logits and the
-            activation comes from the caller.
+        applied_by_model: False when the model outputs logits: the activation
+            comes from the caller (`activation=`) or is recorded in the graph
+            (a `logits_model`: its `layers.Logits` layer, the logits of a
+            `LogitsHead`, a `PreActivation` of a softmax/sigmoid layer).
 
     Example:
 
@@ -110,7 +112,13 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     softmax/sigmoid, fused into a Dense/Conv layer or applied by a separate
     `Activation`/`Softmax` layer. The package's own layers are known by type: a
     `LogitsHead`'s `"probabilities"` output, and the activation `expose` split
-    off a `PreActivation` (described as the original fused layer).
+    off a `PreActivation` (described as the original fused layer). An output
+    that is logits with a recorded activation (what `logits_model` returns,
+    ending in `layers.Logits`; the logits of a `LogitsHead`; a
+    `PreActivation` of a softmax/sigmoid layer) is a head the model leaves
+    out: `applied_by_model=False`, no `activation=` needed (a different one
+    is refused). An exposed model's `"logits"` belong to its
+    `"probabilities"` head, not a second one.
 
     Args:
         model: A built functional or Sequential Keras model.
