@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Optional, Union
@@ -13,6 +12,7 @@ from typing import Optional, Union
 import keras
 import numpy as np
 
+from keras_logits._callback_list import calling_callback_list, compiled_metric_directions, set_monitor_directions
 from keras_logits.checks import ModelCheckWarning, check_model
 from keras_logits.distribution import (batch_multiple, is_chief, is_distributed, predict_across_processes,
                                        process_count, row_count, take_rows)
@@ -206,7 +206,7 @@ class LogitsLogger(keras.callbacks.Callback):
     # ---- set-up: validate everything before the first epoch ---------------------------------
 
     def on_train_begin(self, logs=None):
-        callback_list = _calling_callback_list(self)
+        callback_list = calling_callback_list(self)
         self._classifier, self._exposed, head = self._expose_logged_model(self.model)
         self._activation = head.activation
         self._x, self._labels = read_probe(self.probe)
@@ -356,32 +356,9 @@ class LogitsLogger(keras.callbacks.Callback):
         """Gives every `mode="auto"` monitoring callback in the list the direction of the value it watches."""
         if self._callback_list is None:
             return
-        directions = {**_compiled_metric_directions(self.model),
+        directions = {**compiled_metric_directions(self.model),
                       **{probe_key(statistic): mode for statistic, mode in DIRECTIONS.items()}}
-        for callback in self._callback_list.callbacks:
-            self._set_monitor_direction(callback, directions)
-
-    @staticmethod
-    def _set_monitor_direction(callback, directions: dict):
-        """Sets the monitor op of a `mode="auto"` callback whose value has a direction Keras cannot find.
-
-        Keras' `MonitorCallback` matches a compiled metric's own name (`ece`)
-        against the monitor without `val_` (`logits_ece`), so it finds no
-        direction for the metrics of one output of a multi-output model; the
-        metric declares it (`_direction`), and this reads it.
-        """
-        monitor = getattr(callback, "monitor", None)
-        if (getattr(callback, "mode", None) != "auto" or getattr(callback, "monitor_op", 0) is not None
-                or not hasattr(callback, "_set_monitor_op") or not isinstance(monitor, str)):
-            return
-        mode = directions.get(monitor.removeprefix("val_"))
-        if mode is None:
-            return
-        callback.mode = mode
-        try:
-            callback._set_monitor_op()
-        finally:
-            callback.mode = "auto"
+        set_monitor_directions(self._callback_list.callbacks, directions)
 
     # ---- every epoch ------------------------------------------------------------------------
 
@@ -574,54 +551,11 @@ class _ProbeFirst(keras.callbacks.Callback):
         self._logger._probe(epoch, logs)
 
 
-def _calling_callback_list(logger) -> Optional[keras.callbacks.CallbackList]:
-    """The Keras `CallbackList` whose `on_train_begin` is calling `logger`'s, or None.
-
-    Keras gives a callback no reference to its list; the list is a local of
-    a calling frame (`self` of `CallbackList.on_train_begin`, also a list the
-    user passed to `fit`, or a subclass calling `super()`). A few frames up at
-    most: anything else (no frames on this interpreter, a wrapping callback)
-    is the documented fallback.
-    """
-    try:
-        frame = sys._getframe(2)
-    except (AttributeError, ValueError):
-        return None
-    for _ in range(4):
-        if frame is None:
-            return None
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, keras.callbacks.CallbackList) and any(c is logger for c in candidate.callbacks):
-            return candidate
-        frame = frame.f_back
-    return None
-
-
 def _is_distiller(model) -> bool:
     distiller = getattr(getattr(keras, "distillation", None), "Distiller", None)
     return distiller is not None and isinstance(model, distiller)
 
 
-def _compiled_metric_directions(model) -> dict:
-    """`{"<output>_<metric>": "min"/"max"}` for the compiled metrics that declare `_direction`, per output.
-
-    The names are those of Keras' logs (`compile_utils.CompileMetrics.result`);
-    `val_` versions are the same metric.
-    """
-    directions = {}
-    compiled = getattr(model, "_compile_metrics", None)
-    # Keras 3.15 keeps the per-output lists (with their output names) only in these private attributes.
-    lists = [] if compiled is None else (getattr(compiled, "_flat_metrics", None) or []) + (
-        getattr(compiled, "_flat_weighted_metrics", None) or [])
-    for metrics_list in lists:
-        if metrics_list is not None:
-            output = getattr(metrics_list, "output_name", None)
-            for metric in getattr(metrics_list, "metrics", []):
-                direction = getattr(metric, "_direction", None)
-                if direction in ("up", "down"):
-                    name = f"{output}_{metric.name}" if output else metric.name
-                    directions.setdefault(name, "max" if direction == "up" else "min")
-    return directions
 
 
 def _run_directory(log_dir: Path, first_epoch: int) -> Path:

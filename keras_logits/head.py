@@ -401,16 +401,22 @@ def _known_head(found: Producer, known: tuple, output_name: str, given_activatio
     fused = isinstance(layer, PreActivation)
     if fused:
         layer = layer.layer  # described as the original model's layer, as exposed models describe it
+    return _logits_output_head(found, output_name, activation, "known", layer, fused, source.path)
+
+
+def _logits_output_head(found: Producer, output_name: str, activation: str, kind: str, layer, fused: bool,
+                        path: tuple) -> Head:
+    """The head of an output that is logits: the model leaves the activation out (`applied_by_model=False`)."""
     return Head(
         layer=layer,
         activation=activation,
         fused=fused,
         axis=-1,
         num_classes=size_of(found.tensor, -1),
-        path=source.path,
+        path=path,
         output_name=output_name,
         applied_by_model=False,
-        route=found.route + (Step("known", found.operation, found.node, found.index),),
+        route=found.route + (Step(kind, found.operation, found.node, found.index),),
     )
 
 
@@ -493,17 +499,7 @@ def _given_head(found: Producer, output_name: str, given_activation: Optional[st
             "activation. If that output already is logits, pass activation='softmax' "
             "(one class per sample) or activation='sigmoid' (binary / multi-label)"
         )
-    return Head(
-        layer=operation,
-        activation=given_activation,
-        fused=False,
-        axis=-1,
-        num_classes=size_of(found.tensor, -1),
-        path=found.path,
-        output_name=output_name,
-        applied_by_model=False,
-        route=found.route + (Step("given", operation, found.node, found.index),),
-    )
+    return _logits_output_head(found, output_name, given_activation, "given", operation, False, found.path)
 
 
 def features_tensor(tensor):

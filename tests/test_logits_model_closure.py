@@ -110,15 +110,23 @@ def test_ensure_exposed_of_a_logits_model_and_its_safe_mode_reload_agree(kind, t
                                atol=ATOL)
 
 
-def test_a_logits_model_cut_by_hand_from_an_exposed_fused_head_is_known_by_its_preactivation():
+@pytest.mark.parametrize("temperature", [None, 2.0], ids=["plain", "through_temperature"])
+def test_a_logits_model_cut_by_hand_from_an_exposed_fused_head_is_known_by_its_preactivation(temperature):
     model = _fused("softmax", 4)
-    exposed = keras_logits.expose(model)
+    exposed = keras_logits.expose(model, temperature=temperature)
     cut = keras.Model(exposed.inputs, exposed.output["logits"])
     x = _inputs("fused_softmax")
     head = keras_logits.find_head(cut)
     assert (head.activation, head.layer.name, head.fused) == ("softmax", "cls", True)
+    logits = _no_activation_logits(model, x) / (temperature or 1.0)
     np.testing.assert_allclose(keras_logits.expose(cut).predict(x, verbose=0)["probabilities"],
-                               model.predict(x, verbose=0), atol=ATOL)
+                               _activate(logits, "softmax"), atol=ATOL)
+
+
+def _no_activation_logits(model, x):
+    """NumPy: relu(x W1 + b1) W2 + b2 with the model's own weights, the logits its softmax is applied to."""
+    w1, b1, w2, b2 = model.get_weights()
+    return np.maximum(x.astype(np.float64) @ w1 + b1, 0) @ w2 + b2
 
 
 def test_an_exposed_model_keeps_one_head_although_its_logits_are_known():
