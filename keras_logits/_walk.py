@@ -17,7 +17,7 @@ from typing import Any, Optional
 import keras
 
 from keras_logits._activations import SUPPORTED_ACTIVATIONS
-from keras_logits.layers import LogitsHead, MaskedLogits, PreActivation, Temperature
+from keras_logits.layers import Logits, LogitsHead, MaskedLogits, PreActivation, Temperature
 
 
 # Layers that only move values around: logits stay logits when they pass through.
@@ -49,13 +49,15 @@ class Step:
 
     `kind` is `"shape_only"` (a layer such as Flatten that the logits pass
     through), `"nested"` (a submodel whose output is followed inside),
-    `"logits_preserving"` (`Temperature`, `MaskedLogits`: only in walks back
+    `"logits_preserving"` (`Temperature`, `MaskedLogits`, `Logits`: only in walks back
     from logits to the layer that computed them), or the
     terminal step: `"fused"` (a Dense/Conv whose own `activation` is the
     softmax/sigmoid), `"separate"` (an `Activation`/`Softmax` layer or op,
     including the one `expose` splits off), `"logits_head"` (a `LogitsHead`)
     or `"given"` (the output already is logits; the activation was passed by
-    the caller).
+    the caller) or `"known"` (the output is logits whose activation the graph
+    records: a `Logits` layer, the logits of a `LogitsHead`, a `PreActivation`
+    of a softmax/sigmoid layer; what `logits_model` produces).
     """
 
     kind: str
@@ -142,6 +144,26 @@ def walk(tensor, *, into_models: bool = True, through_logits: bool = False) -> P
             return Producer(operation, node, index, tensor, path, route)
 
 
+def known_activation(tensor) -> Optional[tuple]:
+    """`(activation, Producer of the logits)` when `tensor` is logits whose activation the graph records.
+
+    Walking back through shape-only and logits-to-logits layers and nested
+    models, the outermost of: a `Logits` layer (what `logits_model` ends in),
+    the logits output of a `LogitsHead`, or a `PreActivation` whose wrapped
+    layer's own activation is softmax/sigmoid (the logits `expose` split off
+    it). None when nothing records it (a Dense without activation, ...).
+    """
+    found = walk(tensor, through_logits=True)
+    for step in found.route:
+        if isinstance(step.operation, Logits) or (isinstance(step.operation, LogitsHead) and step.index == 0):
+            return step.operation.activation, found
+    if isinstance(found.operation, PreActivation):
+        name = activation_name(fused_layer(found.operation.layer).activation)
+        if name in SUPPORTED_ACTIVATIONS:
+            return name, found
+    return None
+
+
 def _model_name_in_path(model) -> str:
     """A nested model's name; an exposed copy of a nested model (`expose` builds one) by its original's."""
     structure = getattr(model, "_outputs_struct", None)
@@ -168,7 +190,7 @@ def kind_of(operation, index) -> str:
         return "shape_only"
     if isinstance(operation, PreActivation):
         return "linear"
-    if isinstance(operation, (Temperature, MaskedLogits)):
+    if isinstance(operation, (Temperature, MaskedLogits, Logits)):
         return "logits_preserving"
     if isinstance(operation, LogitsHead):
         return "logits_preserving" if index == 0 else "activation"  # outputs flattened: logits, probabilities

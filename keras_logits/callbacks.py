@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Optional, Union
@@ -13,6 +12,7 @@ from typing import Optional, Union
 import keras
 import numpy as np
 
+from keras_logits._callback_list import calling_callback_list, compiled_metric_directions, set_monitor_directions
 from keras_logits.checks import ModelCheckWarning, check_model
 from keras_logits.distribution import (batch_multiple, is_chief, is_distributed, predict_across_processes,
                                        process_count, row_count, take_rows)
@@ -58,7 +58,12 @@ class LogitsLogger(keras.callbacks.Callback):
       other callback, listed before or after this one (it moves its probe to
       the front of Keras' callback list; `mode="auto"` of `EarlyStopping`,
       `ModelCheckpoint` and `ReduceLROnPlateau` works for `probe_logits_ece`,
-      `_brier`, `_nonfinite` (lower is better) and `_accuracy` (higher));
+      `_brier`, `_nonfinite` (lower is better) and `_accuracy` (higher), and
+      for the in-step metrics of one output (`val_logits_ece`) whose metric
+      declares its direction, which Keras alone cannot match on a
+      multi-output model; started outside a Keras `CallbackList` (driven by
+      hand, wrapped in another callback) it warns once, and only the
+      callbacks after it see the probe values);
       on epochs without a probe (`every_n_epochs > 1`) they are NaN, so
       Keras' `CSVLogger` has their columns from the first epoch and monitoring
       callbacks see no improvement (their `patience` counts epochs, not probes);
@@ -82,6 +87,14 @@ class LogitsLogger(keras.callbacks.Callback):
       512x512 images with 21 classes in float32, 11 MB with
       `max_snapshot_bytes=2**20 * 10`, which stores the same random sample
       of positions every epoch. `keep_last`/`keep_every` delete old ones.
+
+    The model may be an original classifier, an exposed model, a
+    `logits_model` (its activation is recorded), a model that outputs
+    logits (pass `activation=`), or a `keras.distillation.Distiller`: then
+    its student is logged (probe logits and probabilities; the in-step
+    metrics are those compiled on the Distiller, computed on the student's
+    outputs), and a student it cannot expose is refused at train begin with
+    what to pass.
 
     Per-position heads (segmentation `(batch, H, W, C)`, token tagging
     `(batch, T, C)`) are summarised over all positions; the output's Keras
@@ -108,6 +121,11 @@ class LogitsLogger(keras.callbacks.Callback):
             1024 samples in one call: each call pays a fixed cost (on JAX it gathers
             the whole model state), so fewer, larger calls are cheaper.
         head: Output name of the classification head on a model with several.
+        activation: `"softmax"` or `"sigmoid"` for a model that outputs logits
+            nobody recorded (a Dense without activation at the end, a KerasHub
+            task built with `activation=None`). A model that applies its
+            activation, an exposed model and a `logits_model` need none; a
+            model that applies one refuses it.
         ignore_class: A label value (e.g. 255 "void" pixels) whose positions are left out.
         snapshot_dtype: `"float32"` or `"float16"` logits in snapshots.
         compress_snapshots: Write snapshots with `np.savez_compressed`.
@@ -141,6 +159,7 @@ class LogitsLogger(keras.callbacks.Callback):
         batch_size: int = 1024,
         *,
         head: Optional[str] = None,
+        activation: Optional[str] = None,
         ignore_class: Optional[int] = None,
         snapshot_dtype: str = "float32",
         compress_snapshots: bool = False,
@@ -166,6 +185,7 @@ class LogitsLogger(keras.callbacks.Callback):
         self.stop_on_nonfinite = stop_on_nonfinite
         self.batch_size = int(batch_size)
         self.head = head
+        self.activation = activation
         self.ignore_class = ignore_class
         self.snapshot_dtype = snapshot_dtype
         self.compress_snapshots = compress_snapshots
@@ -186,7 +206,8 @@ class LogitsLogger(keras.callbacks.Callback):
     # ---- set-up: validate everything before the first epoch ---------------------------------
 
     def on_train_begin(self, logs=None):
-        self._exposed, head = ensure_exposed(self.model, head=self.head)
+        callback_list = calling_callback_list(self)
+        self._classifier, self._exposed, head = self._expose_logged_model(self.model)
         self._activation = head.activation
         self._x, self._labels = read_probe(self.probe)
         arrays = probe_arrays(self._x, self._exposed)
@@ -198,7 +219,7 @@ class LogitsLogger(keras.callbacks.Callback):
         self._check_labels_fit()
         self._chief = is_chief(self.model)
         self._keras_tensorboard = False
-        self._join_callback_list(sys._getframe(1).f_locals.get("self"))
+        self._join_callback_list(callback_list)
         if self._chief:
             for finding in check_model(self.model):
                 warnings.warn(str(finding), ModelCheckWarning, stacklevel=2)
@@ -211,6 +232,25 @@ class LogitsLogger(keras.callbacks.Callback):
                 self._columns, self._rows = _read_csv(self.csv_path)
         self._first_epoch = None
         self._probed = None
+
+    def _expose_logged_model(self, model) -> tuple:
+        """`(classifier, its exposed model, head)`: `model`, or the student of a `keras.distillation.Distiller`.
+
+        A Distiller's `call` is its student's; its teacher is frozen. The
+        probe runs the student (exposed: it shares the student's weights).
+        """
+        if not _is_distiller(model):
+            return (model, *ensure_exposed(model, head=self.head, activation=self.activation))
+        student = model.student
+        try:
+            return (student, *ensure_exposed(student, head=self.head, activation=self.activation))
+        except (ValueError, TypeError) as error:
+            raise type(error)(
+                f"LogitsLogger on Distiller '{model.name}' logs its student '{student.name}', which it cannot "
+                f"expose: {error} (For a student that outputs logits, build it with "
+                "keras_logits.logits_model(classifier), which records its activation, or pass "
+                "LogitsLogger(activation='softmax' or 'sigmoid').)"
+            ) from None
 
     def _build_probe_model(self, head):
         """The exposed model with the logits' Keras mask as a third output, when the head has one.
@@ -228,11 +268,11 @@ class LogitsLogger(keras.callbacks.Callback):
         mask = getattr(logits, "_keras_mask", None)
         if mask is None:
             mask = getattr(outputs[PROBABILITIES], "_keras_mask", None)
-        if mask is None and self.model is not self._exposed:
+        if mask is None and self._classifier is not self._exposed:
             # An exposed head that drops the mask: the original output's mask, computed from the same inputs.
-            original = model_outputs(self.model).get(head.output_name)
+            original = model_outputs(self._classifier).get(head.output_name)
             mask = getattr(original, "_keras_mask", None)
-            if mask is not None and not all(a is b for a, b in zip(self.model.inputs, self._exposed.inputs)):
+            if mask is not None and not all(a is b for a, b in zip(self._classifier.inputs, self._exposed.inputs)):
                 warnings.warn(f"LogitsLogger cannot compute the Keras mask of model '{self.model.name}' beside the "
                               "logits; masked (padding) positions count in the probe summaries.", stacklevel=3)
                 mask = None
@@ -288,36 +328,37 @@ class LogitsLogger(keras.callbacks.Callback):
         Keras runs callbacks in list order with one shared `logs` dict, and has
         no hook between the last step and the first `on_epoch_end`. The list
         object is replaced, not changed, so the loop now running continues
-        unaffected. Without a `CallbackList` caller (a hand-written loop),
-        callbacks listed before this one do not see the probe values.
+        unaffected. Fallback: called from no `CallbackList` (a hand-written
+        loop, a wrapping callback, an interpreter without frame access), the
+        probe runs at this callback's own `on_epoch_end`; callbacks that run
+        before it do not see the probe values, which one warning at train
+        begin says.
         """
-        if not isinstance(callback_list, keras.callbacks.CallbackList) or self not in callback_list.callbacks:
+        if callback_list is None:
             self._callback_list = None
+            warnings.warn(
+                "LogitsLogger was not started by a Keras CallbackList (fit/evaluate's), so it cannot run its probe "
+                "before the other callbacks: those that run before it at epoch end (an EarlyStopping, "
+                "ModelCheckpoint, CSVLogger, ...) do not see the probe_logits_* values. Run it before them.",
+                RuntimeWarning, stacklevel=3)
             return
         self._callback_list = callback_list
         self._front = _ProbeFirst(self)
         callback_list.callbacks = [self._front] + [c for c in callback_list.callbacks
                                                    if not isinstance(c, _ProbeFirst)]
+        self._set_monitor_directions()
         for callback in callback_list.callbacks:
-            self._set_monitor_direction(callback)
             if (isinstance(callback, keras.callbacks.TensorBoard) and self.log_dir is not None
                     and Path(callback.log_dir).resolve() == self.log_dir.resolve()):
                 self._keras_tensorboard = True
 
-    def _set_monitor_direction(self, callback):
-        """Gives `mode="auto"` monitoring callbacks the direction of the probe value they watch."""
-        monitor = getattr(callback, "monitor", None)
-        if (getattr(callback, "mode", None) != "auto" or getattr(callback, "monitor_op", 0) is not None
-                or not hasattr(callback, "_set_monitor_op") or not isinstance(monitor, str)):
+    def _set_monitor_directions(self):
+        """Gives every `mode="auto"` monitoring callback in the list the direction of the value it watches."""
+        if self._callback_list is None:
             return
-        statistic = monitor[len(probe_key("")):] if monitor.startswith(probe_key("")) else None
-        if statistic not in DIRECTIONS:
-            return
-        callback.mode = DIRECTIONS[statistic]
-        try:
-            callback._set_monitor_op()
-        finally:
-            callback.mode = "auto"
+        directions = {**compiled_metric_directions(self.model),
+                      **{probe_key(statistic): mode for statistic, mode in DIRECTIONS.items()}}
+        set_monitor_directions(self._callback_list.callbacks, directions)
 
     # ---- every epoch ------------------------------------------------------------------------
 
@@ -504,7 +545,17 @@ class _ProbeFirst(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._logger._first_epoch is None:
             self._logger.on_epoch_begin(epoch)
+        # Compiled metrics are built by the first step (on torch after on_train_begin): read their directions
+        # now, before any monitoring callback sets its own on its first epoch end.
+        self._logger._set_monitor_directions()
         self._logger._probe(epoch, logs)
+
+
+def _is_distiller(model) -> bool:
+    distiller = getattr(getattr(keras, "distillation", None), "Distiller", None)
+    return distiller is not None and isinstance(model, distiller)
+
+
 
 
 def _run_directory(log_dir: Path, first_epoch: int) -> Path:

@@ -23,8 +23,9 @@ from typing import Optional
 
 import keras
 
-from keras_logits.expose_model import LOGITS, expose
-from keras_logits.head import model_outputs
+from keras_logits.expose_model import LOGITS, PROBABILITIES, expose
+from keras_logits.head import find_head, model_outputs
+from keras_logits.layers import Logits
 
 _ACTIVATIONS = ("softmax", "sigmoid")
 # keras.distillation arrived in Keras 3.12; logits_model and distillation_loss work without it.
@@ -37,7 +38,10 @@ def logits_model(model: keras.Model, *, activation: Optional[str] = None, head: 
     Built through `expose`, so every model `expose` accepts works (fused or
     separate activations, nested heads, per-position heads, KerasHub tasks
     with a foldable preprocessor). Training it trains `model`. It saves and
-    loads as `.keras` with `safe_mode=True`.
+    loads as `.keras` with `safe_mode=True`. It ends in a `layers.Logits`
+    layer (the identity) that records the activation, so every part of the
+    package takes it without `activation=`: `expose(logits_model(model))`
+    gives the probabilities of `model`.
 
     Args:
         model: A functional or Sequential classifier.
@@ -65,7 +69,9 @@ def logits_model(model: keras.Model, *, activation: Optional[str] = None, head: 
             "Pick it with head=<name> (a distiller with several outputs takes one logits_model per output "
             "and a Distiller per pair, or your own functional model of several logits_model outputs)."
         )
-    return keras.Model(exposed.inputs[0] if len(exposed.inputs) == 1 else exposed.inputs, outputs[LOGITS],
+    found = find_head(exposed, output=PROBABILITIES)
+    logits = Logits(found.activation, name=f"{found.logits_layer.name}_{found.activation}_logits")(outputs[LOGITS])
+    return keras.Model(exposed.inputs[0] if len(exposed.inputs) == 1 else exposed.inputs, logits,
                        name=f"{model.name}_logits")
 
 

@@ -123,13 +123,24 @@ def expose(
 
 
 def ensure_exposed(model: keras.Model, *, features: bool = False, temperature=None,
-                   head: Optional[str] = None) -> tuple:
+                   head: Optional[str] = None, activation: Optional[str] = None) -> tuple:
     """Returns `(exposed model, head of its probabilities)` for an original or exposed model.
 
     An exposed model (outputs `logits` and `probabilities`) is used as it is,
     without its `features` output unless `features=True`; an original model
     is exposed, picking its single classification output, or the output named
-    `head` on a model with several.
+    `head` on a model with several. A `logits_model` (or any output ending in
+    `layers.Logits`) needs no `activation=`: it records its own.
+
+    Args:
+        model: An original classifier, an exposed model or a `logits_model`.
+        features: Keep (or add) the `"features"` output.
+        temperature: Bake a temperature in (original models only).
+        head: The classification output to take on a model with several.
+        activation: `"softmax"` or `"sigmoid"` for a model that outputs logits
+            nobody recorded (a Dense without activation at the end; KerasHub
+            tasks built with their default `activation=None`). A model that
+            applies its activation itself refuses it, as `find_head` does.
 
     Example:
 
@@ -146,6 +157,8 @@ def ensure_exposed(model: keras.Model, *, features: bool = False, temperature=No
                 f"head={head!r}, but model '{model.name}' is already exposed (outputs 'logits' and "
                 "'probabilities'); leave out head=, or pass the original model."
             )
+        if activation is not None:
+            find_head(model, output=PROBABILITIES, activation=activation)  # raises: it applies its own
         if temperature is not None:
             raise ValueError(
                 f"Model '{model.name}' is already exposed; a temperature is baked in when exposing. "
@@ -161,9 +174,9 @@ def ensure_exposed(model: keras.Model, *, features: bool = False, temperature=No
             exposed = keras.Model(model.inputs, {LOGITS: outputs[LOGITS], PROBABILITIES: outputs[PROBABILITIES]},
                                   name=model.name)
         return exposed, find_head(model, output=PROBABILITIES)
-    found = find_head(model, output=head)
+    found = find_head(model, output=head, activation=activation)
     exposed = expose(model, features=features, head=found.output_name if len(outputs) > 1 else None,
-                     temperature=temperature)
+                     temperature=temperature, activation=activation)
     return exposed, found
 
 
@@ -231,7 +244,7 @@ def _follow(route, head: Head, taken: set, temperature=None) -> _Outputs:
         logits = PreActivation(step.operation, name=_fresh(f"{step.operation.name}_logits", taken))(x)
         logits = _scale(logits, temperature, head, taken)
         return _Outputs(logits, _activate(logits, head, taken), x)
-    # "given": the model outputs logits; apply the caller's activation.
+    # "given" / "known": the model outputs logits; apply the caller's (or the recorded) activation.
     logits = step.output_tensor
     features = features_tensor(logits)
     logits = _scale(logits, temperature, head, taken)

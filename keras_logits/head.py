@@ -26,6 +26,7 @@ from keras_logits._walk import (
     fused_layer,
     is_graph_model,
     kind_of,
+    known_activation,
     search_upstream,
     size_of,
     upstream_list,
@@ -56,8 +57,10 @@ class Head:
         path: Names of the nested models leading to `layer`, outermost first;
             empty when the head is in the model itself.
         output_name: Name of the model output this head produces.
-        applied_by_model: False when the model outputs logits and the
-            activation comes from the caller.
+        applied_by_model: False when the model outputs logits: the activation
+            comes from the caller (`activation=`) or is recorded in the graph
+            (a `logits_model`: its `layers.Logits` layer, the logits of a
+            `LogitsHead`, a `PreActivation` of a softmax/sigmoid layer).
 
     Example:
 
@@ -91,7 +94,9 @@ class Head:
         """One line for people: layer, activation, fused or separate, classes, path."""
         where = "/".join(self.path + (self.layer.name,))
         kind = "fused into" if self.fused else "separate layer"
-        if not self.applied_by_model:
+        if self.route and self.route[-1].kind == "known":
+            kind = "left out by the model, which outputs the logits of"
+        elif not self.applied_by_model:
             kind = "given by caller after"
         return (
             f"{self.activation} ({kind} {type(self.layer).__name__} '{where}'), "
@@ -107,7 +112,13 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     softmax/sigmoid, fused into a Dense/Conv layer or applied by a separate
     `Activation`/`Softmax` layer. The package's own layers are known by type: a
     `LogitsHead`'s `"probabilities"` output, and the activation `expose` split
-    off a `PreActivation` (described as the original fused layer).
+    off a `PreActivation` (described as the original fused layer). An output
+    that is logits with a recorded activation (what `logits_model` returns,
+    ending in `layers.Logits`; the logits of a `LogitsHead`; a
+    `PreActivation` of a softmax/sigmoid layer) is a head the model leaves
+    out: `applied_by_model=False`, no `activation=` needed (a different one
+    is refused). An exposed model's `"logits"` belong to its
+    `"probabilities"` head, not a second one.
 
     Args:
         model: A built functional or Sequential Keras model.
@@ -194,7 +205,26 @@ def _heads_and_problems(model, activation):
             heads[name] = _head_of(tensor, name, activation, outputs_by_id)
         except NoHead as problem:
             problems[name] = problem
+    # An exposed model's "logits" output is known logits too, of the head its "probabilities" output applies:
+    # one head, not two.
+    applied = {id(_logits_tensor(head)): name for name, head in heads.items()
+               if head.applied_by_model and _logits_tensor(head) is not None}
+    for name, head in list(heads.items()):
+        twin = applied.get(id(_logits_tensor(head))) if head.route[-1].kind == "known" else None
+        if twin is not None:
+            del heads[name]
+            problems[name] = NoHead(f"output '{name}' is the logits of output '{twin}'; use that one")
     return heads, problems
+
+
+def _logits_tensor(head: Head):
+    """The tensor of a head's logits, as far back as the logits-to-logits layers go; None for a fused head."""
+    step = head.route[-1]
+    if step.kind == "known":
+        return walk(step.output_tensor, through_logits=True).tensor
+    if step.kind in ("separate", "logits_head"):
+        return walk(step.input_tensor, through_logits=True).tensor
+    return None
 
 
 def _no_head_error(model, problems) -> ValueError:
@@ -353,7 +383,41 @@ def _head_of(tensor, output_name, given_activation, outputs_by_id):
                 f"{describe(operation)}; leave out activation= and the logits are found for you"
             )
         return _activation_head(found, output_name)
+    known = known_activation(tensor)
+    if known is not None:
+        return _known_head(found, known, output_name, given_activation)
     return _given_head(found, output_name, given_activation, outputs_by_id)
+
+
+def _known_head(found: Producer, known: tuple, output_name: str, given_activation: Optional[str]) -> Head:
+    """An output that is logits for a recorded activation (what `logits_model` returns): a head the model leaves out."""
+    activation, source = known
+    if given_activation is not None and given_activation != activation:
+        raise NoHead(
+            f"output '{output_name}' is the logits of a {activation} head ({describe(source.operation)}); "
+            f"activation={given_activation!r} contradicts it. Leave out activation= (it is known)"
+        )
+    layer = source.operation
+    fused = isinstance(layer, PreActivation)
+    if fused:
+        layer = layer.layer  # described as the original model's layer, as exposed models describe it
+    return _logits_output_head(found, output_name, activation, "known", layer, fused, source.path)
+
+
+def _logits_output_head(found: Producer, output_name: str, activation: str, kind: str, layer, fused: bool,
+                        path: tuple) -> Head:
+    """The head of an output that is logits: the model leaves the activation out (`applied_by_model=False`)."""
+    return Head(
+        layer=layer,
+        activation=activation,
+        fused=fused,
+        axis=-1,
+        num_classes=size_of(found.tensor, -1),
+        path=path,
+        output_name=output_name,
+        applied_by_model=False,
+        route=found.route + (Step(kind, found.operation, found.node, found.index),),
+    )
 
 
 def _activation_head(found: Producer, output_name: str) -> Head:
@@ -435,17 +499,7 @@ def _given_head(found: Producer, output_name: str, given_activation: Optional[st
             "activation. If that output already is logits, pass activation='softmax' "
             "(one class per sample) or activation='sigmoid' (binary / multi-label)"
         )
-    return Head(
-        layer=operation,
-        activation=given_activation,
-        fused=False,
-        axis=-1,
-        num_classes=size_of(found.tensor, -1),
-        path=found.path,
-        output_name=output_name,
-        applied_by_model=False,
-        route=found.route + (Step("given", operation, found.node, found.index),),
-    )
+    return _logits_output_head(found, output_name, given_activation, "given", operation, False, found.path)
 
 
 def features_tensor(tensor):

@@ -323,3 +323,47 @@ class MaskedLogits(keras.layers.Layer):
 def _large_negative_number(dtype) -> float:
     """The value keras.layers.Softmax gives masked positions (keras/src/layers/activations/softmax.py)."""
     return -3e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
+
+
+@keras.saving.register_keras_serializable(package="keras_logits")
+class Logits(keras.layers.Layer):
+    """Passes logits through unchanged and records the activation that turns them into probabilities.
+
+    `keras_logits.logits_model` ends in it, so that a model which outputs only
+    logits still says what they are: `find_head`, `expose`, `ensure_exposed`,
+    `LogitsLogger` and `export` read the activation from it and need no
+    `activation=`. The call is the identity (no op is added to the graph's
+    math); the activation is part of the config, so `.keras` files keep it.
+
+    Args:
+        activation: `"softmax"` or `"sigmoid"`: what the model leaves out.
+        axis: The class axis (the last one).
+        **kwargs: Base layer keyword arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> import keras, numpy as np, keras_logits
+    >>> inputs = keras.Input((4,))
+    >>> model = keras.Model(inputs, Logits("sigmoid")(keras.layers.Dense(3)(inputs)))
+    >>> keras_logits.find_head(model).activation
+    'sigmoid'
+    """
+
+    def __init__(self, activation: str = "softmax", axis: int = -1, **kwargs):
+        check_activation(activation)
+        if kwargs.get("dtype") is None and keras.config.dtype_policy().name.startswith("mixed"):
+            kwargs["dtype"] = "float32"  # logits stay float32: no cast back to float16 on the way out
+        super().__init__(**kwargs)
+        self.activation = activation
+        self.axis = axis
+        self.supports_masking = True  # identity: a padded position stays padded
+        self.built = True
+
+    def call(self, logits):
+        return logits
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation, "axis": self.axis}

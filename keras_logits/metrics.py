@@ -9,6 +9,15 @@ of outputs that have a loss, and the logits output is the one trained with
 `from_logits=True`; probability statistics are computed from the logits with
 the head's `activation` (`from_logits=False` takes probabilities instead).
 
+Monitoring: `ece`, `brier` and `nonfinite` declare that lower is better
+(`_direction`), which Keras' `mode="auto"` reads only when the logged name
+is the metric's own name: on a single-output model (a `logits_model`,
+`monitor="val_ece"`). On an exposed model the names carry the output
+(`val_logits_ece`) and Keras 3.15 cannot match them: pass `mode="min"` to
+`EarlyStopping`, `ModelCheckpoint` and `ReduceLROnPlateau`, or list a
+`keras_logits.callbacks.LogitsLogger` in the same `fit`, which sets their
+direction from the metric.
+
 Example:
 
 >>> import keras, numpy as np, keras_logits

@@ -1,0 +1,87 @@
+"""Keras' callback list, as LogitsLogger needs it: the list that calls it, and monitor directions it can give.
+
+Keras hands a callback no reference to its `CallbackList` and finds a
+monitored value's direction only from a compiled metric's own name; both are
+read here from Keras internals (calling frames, `_compile_metrics`), in one
+place, each with a fallback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import keras
+
+
+def calling_callback_list(logger) -> Optional[keras.callbacks.CallbackList]:
+    """The Keras `CallbackList` whose `on_train_begin` is calling `logger`'s, or None.
+
+    Keras gives a callback no reference to its list; the list is a local of
+    a calling frame (`self` of `CallbackList.on_train_begin`, also a list the
+    user passed to `fit`, or a subclass calling `super()`). A few frames up at
+    most: anything else (no frames on this interpreter, a wrapping callback)
+    is the documented fallback.
+    """
+    try:
+        frame = sys._getframe(2)
+    except (AttributeError, ValueError):
+        return None
+    for _ in range(4):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, keras.callbacks.CallbackList) and any(c is logger for c in candidate.callbacks):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def compiled_metric_directions(model) -> dict:
+    """`{"<output>_<metric>": "min"/"max"}` for the compiled metrics that declare `_direction`, per output.
+
+    The names are those of Keras' logs (`compile_utils.CompileMetrics.result`);
+    `val_` versions are the same metric.
+    """
+    directions = {}
+    compiled = getattr(model, "_compile_metrics", None)
+    # Keras 3.15 keeps the per-output lists (with their output names) only in these private attributes.
+    lists = [] if compiled is None else (getattr(compiled, "_flat_metrics", None) or []) + (
+        getattr(compiled, "_flat_weighted_metrics", None) or [])
+    for metrics_list in lists:
+        if metrics_list is not None:
+            output = getattr(metrics_list, "output_name", None)
+            for metric in getattr(metrics_list, "metrics", []):
+                direction = getattr(metric, "_direction", None)
+                if direction in ("up", "down"):
+                    name = f"{output}_{metric.name}" if output else metric.name
+                    directions.setdefault(name, "max" if direction == "up" else "min")
+    return directions
+
+
+def set_monitor_directions(callbacks, directions: dict) -> None:
+    """Sets the monitor op of each `mode="auto"` callback in `callbacks` whose value is in `directions`."""
+    for callback in callbacks:
+        _set_monitor_direction(callback, directions)
+
+
+def _set_monitor_direction(callback, directions: dict):
+    """Sets the monitor op of a `mode="auto"` callback whose value has a direction Keras cannot find.
+
+    Keras' `MonitorCallback` matches a compiled metric's own name (`ece`)
+    against the monitor without `val_` (`logits_ece`), so it finds no
+    direction for the metrics of one output of a multi-output model; the
+    metric declares it (`_direction`), and this reads it.
+    """
+    monitor = getattr(callback, "monitor", None)
+    if (getattr(callback, "mode", None) != "auto" or getattr(callback, "monitor_op", 0) is not None
+            or not hasattr(callback, "_set_monitor_op") or not isinstance(monitor, str)):
+        return
+    mode = directions.get(monitor.removeprefix("val_"))
+    if mode is None:
+        return
+    callback.mode = mode
+    try:
+        callback._set_monitor_op()
+    finally:
+        callback.mode = "auto"
