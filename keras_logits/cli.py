@@ -147,18 +147,15 @@ def _export(arguments) -> None:
 
     class_names = _read_class_names(arguments.class_names) if arguments.class_names else None
     model = _load(arguments)
-    head = arguments.head
-    if arguments.activation:
-        model, head = keras_logits.expose(model, activation=arguments.activation, head=head,
-                                          features=arguments.features), None
-    else:
-        _require_one_head(model, head)
+    if not arguments.activation:
+        _require_one_head(model, arguments.head)
     verify = {"fresh": True, "in_process": "in_process", "none": False}[arguments.verify]
     where = {"fresh": "verifying in a fresh process", "in_process": "verifying in this process",
              "none": "without verification"}[arguments.verify]
     _progress(f"Exporting to {arguments.directory} ({arguments.format}); {where}...")
     path = keras_logits.export(model, arguments.directory, format=arguments.format, overwrite=arguments.overwrite,
-                               verify=verify, class_names=class_names, features=arguments.features, head=head)
+                               verify=verify, class_names=class_names, features=arguments.features, head=arguments.head,
+                               activation=arguments.activation)
     manifest = keras_logits.read_manifest(path)
     outputs = ", ".join(f"{o['name']} ({o['dtype']})" for o in manifest["outputs"])
     verification = manifest["verification"]
@@ -228,12 +225,9 @@ def _keras_predictor(arguments) -> _Predictor:
     import keras_logits
 
     model = _load(arguments)
-    if arguments.activation:
-        exposed = keras_logits.expose(model, activation=arguments.activation, head=arguments.head)
-        head = keras_logits.find_head(model, output=arguments.head, activation=arguments.activation)
-    else:
+    if not arguments.activation:
         _require_one_head(model, arguments.head)
-        exposed, head = keras_logits.ensure_exposed(model, head=arguments.head)
+    exposed, head = keras_logits.ensure_exposed(model, head=arguments.head, activation=arguments.activation)
     if len(exposed.inputs) != 1:
         raise ValueError(f"'{arguments.model}' takes {len(exposed.inputs)} inputs; predict supports "
                          "single-input models (use keras_logits.expose in Python for the others).")

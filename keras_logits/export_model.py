@@ -36,6 +36,7 @@ def export(
     sample=None,
     temperature=None,
     head: Optional[str] = None,
+    activation: Optional[str] = None,
 ) -> Path:
     """Exports `model` with `logits`, `probabilities` and `class_id` outputs.
 
@@ -81,6 +82,9 @@ def export(
             records it.
         head: For a model with several classification outputs, the name of
             the one to export (see `expose`).
+        activation: `"softmax"` or `"sigmoid"` when `model` outputs logits
+            (KerasHub tasks, models ending in a linear layer); refused for a
+            model that applies an activation itself.
 
     Returns:
         The export directory.
@@ -102,7 +106,8 @@ def export(
         packages = serving.ONNX_PACKAGES + (("onnxruntime",) if process else ())
         serving.require_packages(packages, "onnx", "ONNX export")
     target = _check_target(Path(path), overwrite)
-    exposed, head = ensure_exposed(model, features=features, temperature=temperature, head=head)
+    exposed, head = ensure_exposed(model, features=features, temperature=temperature, head=head,
+                                   activation=activation)
     class_names = _check_class_names(class_names, head)
     graph = serving.serving_model(exposed, activation=head.activation, axis=head.axis)
     sample = sample_inputs(graph) if sample is None else _as_input_dict(graph, sample)

@@ -421,3 +421,22 @@ def test_export_of_an_exposed_model_writes_the_same_head_as_export_of_the_origin
     assert keras_logits.read_manifest(exposed)["head"] == keras_logits.read_manifest(original)["head"]
 
 
+
+
+def test_export_of_a_logits_model_takes_activation_and_serves_its_softmax(tmp_path):
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(3, name="scores")(inputs))  # outputs logits
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    path = keras_logits.export(model, tmp_path / "logits_model", activation="softmax", verify="in_process")
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))  # kept referenced: its variables live as long as it does
+    served = loaded.serve(tf.constant(x))
+    logits = model.predict(x, verbose=0)
+    np.testing.assert_allclose(served["logits"].numpy(), logits, atol=1e-5)
+    np.testing.assert_allclose(served["probabilities"].numpy(), np.exp(logits) / np.exp(logits).sum(-1, keepdims=True),
+                               atol=1e-6)
+    manifest = keras_logits.read_manifest(path)
+    assert manifest["head"]["activation"] == "softmax" and manifest["verification"]["process"] == "this"
+    with pytest.raises(ValueError, match="no activation"):
+        keras_logits.export(model, tmp_path / "refused", verify=False)
