@@ -84,9 +84,9 @@ def _check_quantization(layer) -> None:
         # even the original model does not compute the quantized map there.
         raise ValueError(
             f"PreActivation cannot split the activation off {described}, quantized to '{mode}' "
-            f"inside TimeDistributed '{layer.name}': Keras' TimeDistributed calls the float path of "
-            "a quantized layer. Quantize a model whose head is not inside TimeDistributed, or "
-            "expose the model before quantizing it only if its head stays unquantized."
+            f"inside TimeDistributed '{layer.name}': Keras' TimeDistributed calls the layer's float "
+            "call on its quantized kernel, so not even the model computes the quantized head. Leave "
+            f"the head unquantized (model.quantize(mode, filters=lambda layer: layer.name != '{inner.name}'))."
         )
     supported = _QUANTIZED_SPLITTABLE.get(type(inner), ())
     if mode not in supported:
@@ -146,9 +146,13 @@ class PreActivation(keras.layers.Wrapper):
             `Conv1D/2D/3DTranspose`, `SeparableConv1D/2D` or
             `DepthwiseConv1D/2D` layer, or a `TimeDistributed` wrapping one
             (the activation is split off inside the wrapper). Subclasses that
-            override `call` are refused; see `PreActivation.supports`.
+            override `call` are refused; see `PreActivation.supports`. A
+            `Dense` or `EinsumDense` quantized to int8, int4 or float8
+            (before or after wrapping) is called through its own quantized
+            call; other quantized heads are refused with the reason.
         **kwargs: Base layer keyword arguments (`name`, `dtype`, ...). The dtype
-            policy defaults to the wrapped layer's.
+            policy defaults to the wrapped layer's, without its quantization
+            (`int8_from_float32` gives `float32`).
 
     Example:
 

@@ -86,7 +86,8 @@ def test_pre_activation_of_a_quantized_layer_takes_the_float_policy_it_was_quant
 
 def _time_distributed_model() -> keras.Model:
     inputs = keras.Input((3, 8))
-    return keras.Model(inputs, layers.TimeDistributed(layers.Dense(5, activation="softmax", name="head"), name="td")(inputs))
+    hidden = layers.Dense(8, activation="relu", name="hidden")(inputs)
+    return keras.Model(inputs, layers.TimeDistributed(layers.Dense(5, activation="softmax", name="head"), name="td")(hidden))
 
 
 @pytest.mark.filterwarnings("ignore:Layer InputLayer does not have a `quantize` method")
@@ -96,6 +97,17 @@ def test_quantized_head_inside_time_distributed_is_refused_at_construction_namin
     with pytest.raises(ValueError, match=r"layer 'head' \(Dense\), quantized to 'int8' inside TimeDistributed 'td'") as error:
         keras_logits.expose(model)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.filterwarnings("ignore:Layer InputLayer does not have a `quantize` method")
+def test_following_the_refusal_advice_leaves_the_time_distributed_head_exact():
+    model = _time_distributed_model()
+    model.quantize("int8", filters=lambda layer: layer.name != "head")
+    inputs = np.random.default_rng(1).normal(size=(2, 3, 8)).astype("float32")
+    outputs = keras_logits.expose(model).predict(inputs, verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"], model.predict(inputs, verbose=0), atol=TOLERANCE, rtol=0)
+    assert model.get_layer("hidden").quantization_mode == "int8"
+    assert model.get_layer("td").layer.quantization_mode is None
 
 
 @pytest.mark.filterwarnings("ignore:Layer InputLayer does not have a `quantize` method")
