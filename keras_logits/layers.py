@@ -62,6 +62,51 @@ def _linear_twin(layer):
     return twin
 
 
+# Quantization modes whose Keras call (`Dense`/`EinsumDense._<mode>_call`) computes the
+# quantized linear map and applies `self.activation` last, as `call` does, and that the
+# tests check against a quantized no-activation twin. GPTQ and AWQ need calibration data
+# and are not checked here, so they are refused rather than trusted.
+_QUANTIZED_SPLITTABLE = {
+    keras.layers.Dense: ("int8", "int4", "float8"),
+    keras.layers.EinsumDense: ("int8", "int4", "float8"),
+}
+
+
+def _check_quantization(layer) -> None:
+    """Refuses a quantized layer whose pre-activation this module cannot compute."""
+    inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
+    mode = getattr(inner, "quantization_mode", None)
+    if mode is None:
+        return
+    described = f"layer '{inner.name}' ({type(inner).__name__})"
+    if inner is not layer:
+        # TimeDistributed calls `layer.call`, bypassing Keras' quantized-call dispatch, so
+        # even the original model does not compute the quantized map there.
+        raise ValueError(
+            f"PreActivation cannot split the activation off {described}, quantized to '{mode}' "
+            f"inside TimeDistributed '{layer.name}': Keras' TimeDistributed calls the layer's float "
+            "call on its quantized kernel, so not even the model computes the quantized head. Leave "
+            f"the head unquantized (model.quantize(mode, filters=lambda layer: layer.name != '{inner.name}'))."
+        )
+    supported = _QUANTIZED_SPLITTABLE.get(type(inner), ())
+    if mode not in supported:
+        raise ValueError(
+            f"PreActivation cannot split the activation off {described}, quantized to '{mode}': "
+            "supported are Dense and EinsumDense quantized to 'int8', 'int4' or 'float8'. Quantize "
+            "the model with one of these modes, or leave its head unquantized (model.quantize(mode, "
+            f"filters=lambda layer: layer.name != '{inner.name}'))."
+        )
+
+
+def _float_policy(policy):
+    """`policy` without its quantization: a wrapper must not dispatch to a quantized call."""
+    policy = keras.dtype_policies.get(policy)
+    if policy.quantization_mode is None:
+        return policy
+    # Quantized policies are named "<mode>_from_<source policy>" (keras/src/dtype_policies).
+    return keras.dtype_policies.get(policy.name.split("_from_", 1)[1])
+
+
 def _output_activation(layer):
     """The activation `layer` applies to its output (inside a TimeDistributed, the inner one)."""
     if isinstance(layer, keras.layers.TimeDistributed):
@@ -101,9 +146,13 @@ class PreActivation(keras.layers.Wrapper):
             `Conv1D/2D/3DTranspose`, `SeparableConv1D/2D` or
             `DepthwiseConv1D/2D` layer, or a `TimeDistributed` wrapping one
             (the activation is split off inside the wrapper). Subclasses that
-            override `call` are refused; see `PreActivation.supports`.
+            override `call` are refused; see `PreActivation.supports`. A
+            `Dense` or `EinsumDense` quantized to int8, int4 or float8
+            (before or after wrapping) is called through its own quantized
+            call; other quantized heads are refused with the reason.
         **kwargs: Base layer keyword arguments (`name`, `dtype`, ...). The dtype
-            policy defaults to the wrapped layer's.
+            policy defaults to the wrapped layer's, without its quantization
+            (`int8_from_float32` gives `float32`).
 
     Example:
 
@@ -128,7 +177,11 @@ class PreActivation(keras.layers.Wrapper):
                 "activation followed by keras.layers.Activation('softmax') (or 'sigmoid'); the tensor "
                 "between them is the logits."
             )
-        kwargs.setdefault("dtype", layer.dtype_policy)
+        _check_quantization(layer)
+        # The wrapped layer's quantized call runs through its twin; the wrapper itself
+        # computes in the source float policy (a quantized one would make Keras dispatch
+        # to `PreActivation._int8_call`, which does not exist).
+        kwargs["dtype"] = _float_policy(kwargs.get("dtype") or layer.dtype_policy)
         super().__init__(layer, **kwargs)
         # Masks pass through exactly as the wrapped layer passes (or drops) them.
         self.supports_masking = layer.supports_masking
@@ -163,7 +216,14 @@ class PreActivation(keras.layers.Wrapper):
             kwargs["training"] = training
         if self.layer._call_has_mask_arg:
             kwargs["mask"] = mask
-        logits = _linear_twin(self.layer).call(inputs, **kwargs)
+        # Checked per call: the layer may have been quantized after it was wrapped.
+        _check_quantization(self.layer)
+        twin = _linear_twin(self.layer)
+        if getattr(twin, "quantization_mode", None) is not None:
+            # What the layer's own __call__ dispatches to; it applies the twin's linear activation.
+            logits = twin.quantized_call(inputs, **kwargs)
+        else:
+            logits = twin.call(inputs, **kwargs)
         regularizer = self.layer.activity_regularizer
         if regularizer is not None:
             # The original layer's __call__ adds this on its output; the wrapped layer's
