@@ -19,7 +19,7 @@ from keras_logits.distribution import (batch_multiple, is_chief, is_distributed,
 from keras_logits.expose_model import LOGITS, PROBABILITIES, ensure_exposed
 from keras_logits.files import atomic_write, remove_stale_temporaries
 from keras_logits.head import model_inputs, model_outputs
-from keras_logits.probe import check_labels, probe_arrays, read_probe
+from keras_logits.probe import check_labels, model_feed, probe_arrays, read_probe
 from keras_logits import snapshots as snapshot_files
 from keras_logits.statistics import summarize
 from keras_logits.tensorboard_events import EventWriter
@@ -211,6 +211,9 @@ class LogitsLogger(keras.callbacks.Callback):
         self._activation = head.activation
         self._x, self._labels = read_probe(self.probe)
         arrays = probe_arrays(self._x, self._exposed)
+        # Fed as the model is called, not by the probe's keys: Keras on TensorFlow and torch refuses a dict for
+        # a model built from a list of unnamed inputs under any keys.
+        self._x = model_feed(arrays, self._exposed)
         self._count = len(arrays[0])
         check_labels(self._labels, self._count)
         self._probe_model = self._build_probe_model(head)

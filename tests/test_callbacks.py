@@ -349,3 +349,41 @@ def test_dict_probe_with_a_wrong_key_names_the_model_inputs(digits, two_input_tw
         two_input_two_head_model.fit({"image": x_train[:8], "meta": np.zeros((8, 2))},
                                      {"digit": y_train[:8], "odd": np.zeros(8)}, epochs=1, verbose=0,
                                      callbacks=[LogitsLogger(probe, snapshots=False, head="digit")])
+
+
+@pytest.fixture(scope="module")
+def unnamed_two_input_model():
+    """Two unnamed inputs: InputLayers 'input_layer...', tensors 'keras_tensor...', names that differ."""
+    keras.utils.set_random_seed(5)
+    a, b = keras.Input((4,)), keras.Input((4,))
+    dense = keras.layers.Dense(3, activation="softmax")
+    model = keras.Model([a, b], dense(keras.layers.Concatenate()([a, b])))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    return model, dense
+
+
+@pytest.mark.parametrize("keyed_by", ["input_layer_names", "tensor_names"])
+def test_dict_probe_of_unnamed_inputs_is_paired_by_layer_or_tensor_name_on_every_backend(
+        unnamed_two_input_model, keyed_by):
+    model, dense = unnamed_two_input_model
+    rng = np.random.default_rng(0)
+    xa, xb = rng.normal(size=(16, 4)).astype("float32"), rng.normal(size=(16, 4)).astype("float32")
+    y = rng.integers(0, 3, 16)
+    inputs = model.inputs
+    keys = ([t._keras_history[0].name for t in inputs] if keyed_by == "input_layer_names"
+            else [t.name for t in inputs])
+    probe = ({keys[1]: xb, keys[0]: xa}, y)  # the other order: paired by name, not position
+    history = model.fit([xa, xb], y, epochs=1, verbose=0, callbacks=[LogitsLogger(probe, snapshots=False)])
+    kernel, bias = (np.asarray(w, "float64") for w in dense.get_weights())
+    logits = np.concatenate([xa, xb], axis=1).astype("float64") @ kernel + bias  # NumPy twin, trained weights
+    assert history.history["probe_logits_mean"][-1] == pytest.approx(logits.mean(), abs=1e-5)
+    assert history.history["probe_logits_accuracy"][-1] == pytest.approx(np.mean(logits.argmax(-1) == y))
+
+
+def test_dict_probe_with_unknown_keys_advises_the_input_layer_names(unnamed_two_input_model):
+    model, _ = unnamed_two_input_model
+    names = [t._keras_history[0].name for t in model.inputs]
+    x = np.zeros((4, 4), "float32")
+    with pytest.raises(ValueError, match=rf"takes inputs \['{names[0]}', '{names[1]}'\]"):
+        model.fit([x, x], np.zeros(4), epochs=1, verbose=0,
+                  callbacks=[LogitsLogger(({"a": x, "b": x}, np.zeros(4)), snapshots=False)])
