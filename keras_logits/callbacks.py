@@ -290,7 +290,8 @@ class LogitsLogger(keras.callbacks.Callback):
                 warnings.warn(f"LogitsLogger cannot compute the Keras mask of model '{self.model.name}' beside the "
                               "logits; masked (padding) positions count in the probe summaries.", stacklevel=3)
                 mask = None
-        if mask is None:
+        if mask is None or len(mask.shape) >= len(logits.shape) > 1:
+            # No mask, or one over the classes (a pointer head): its logits are already masked, no position is.
             return self._exposed
         return keras.Model(model_inputs(self._exposed),
                            {LOGITS: logits, PROBABILITIES: outputs[PROBABILITIES], MASK: mask})
