@@ -19,13 +19,14 @@ from keras_logits.distribution import (batch_multiple, is_chief, is_distributed,
 from keras_logits.expose_model import LOGITS, PROBABILITIES, ensure_exposed
 from keras_logits.files import atomic_write, remove_stale_temporaries
 from keras_logits.head import model_inputs, model_outputs
-from keras_logits.probe import check_labels, probe_arrays, read_probe
+from keras_logits.probe import check_labels, model_feed, probe_arrays, read_probe
 from keras_logits import snapshots as snapshot_files
 from keras_logits.statistics import summarize
 from keras_logits.tensorboard_events import EventWriter
 
 PROBE_PREFIX = "probe_"
 RUN_DIRECTORY = "keras_logits"
+RUN_COLUMN = "run"
 MASK = "mask"
 # The better direction of the probe values that have one, for Keras' `mode="auto"`.
 DIRECTIONS = {"ece": "min", "brier": "min", "nonfinite": "min", "accuracy": "max"}
@@ -76,8 +77,14 @@ class LogitsLogger(keras.callbacks.Callback):
       that already has a run starts a new run `keras_logits_2`, ...; a `fit`
       that resumes (`initial_epoch`, `BackupAndRestore`) continues the
       latest run, with the epoch as the step;
-    - CSV rows (`csv_path`): one per epoch; a resumed run continues the file,
-      and the rows of epochs it redoes are replaced, not repeated;
+    - CSV rows (`csv_path`): one per epoch, in a `run` column the run's name
+      (`self.run`): the TensorBoard run directory (`keras_logits`,
+      `keras_logits_2`, ...), or without `log_dir` the same names counted in
+      the CSV. A `fit` from epoch 0 onto an existing CSV adds its rows under a
+      new run and keeps every earlier row; a resumed run (`initial_epoch`,
+      `BackupAndRestore`) continues its own run, and the rows of epochs it
+      redoes are replaced, not repeated. A CSV from before the `run` column
+      is read as run `keras_logits`;
     - `.npz` snapshots `epoch_0003.npz` (see `keras_logits.snapshots`): the
       probe's logits (probabilities are their softmax/sigmoid), labels and,
       for per-position heads, the mask, in `<run>/snapshots` or beside
@@ -87,6 +94,9 @@ class LogitsLogger(keras.callbacks.Callback):
       512x512 images with 21 classes in float32, 11 MB with
       `max_snapshot_bytes=2**20 * 10`, which stores the same random sample
       of positions every epoch. `keep_last`/`keep_every` delete old ones.
+      A directory shared by runs (beside `csv_path`, or `snapshots=path`)
+      is not emptied by a new `fit` from epoch 0: that run writes into
+      `<directory>_2`, ...; a resumed run continues the latest.
 
     The model may be an original classifier, an exposed model, a
     `logits_model` (its activation is recorded), a model that outputs
@@ -194,6 +204,7 @@ class LogitsLogger(keras.callbacks.Callback):
         self.keep_every = keep_every
         self.max_histogram_values = int(max_histogram_values)
         self.run_dir: Optional[Path] = None
+        self.run: Optional[str] = None
         self.snapshot_dir: Optional[Path] = None
         self.stop_reason: Optional[str] = None
         self._writer = None
@@ -211,6 +222,9 @@ class LogitsLogger(keras.callbacks.Callback):
         self._activation = head.activation
         self._x, self._labels = read_probe(self.probe)
         arrays = probe_arrays(self._x, self._exposed)
+        # Fed as the model is called, not by the probe's keys: Keras on TensorFlow and torch refuses a dict for
+        # a model built from a list of unnamed inputs under any keys.
+        self._x = model_feed(arrays, self._exposed)
         self._count = len(arrays[0])
         check_labels(self._labels, self._count)
         self._probe_model = self._build_probe_model(head)
@@ -276,7 +290,8 @@ class LogitsLogger(keras.callbacks.Callback):
                 warnings.warn(f"LogitsLogger cannot compute the Keras mask of model '{self.model.name}' beside the "
                               "logits; masked (padding) positions count in the probe summaries.", stacklevel=3)
                 mask = None
-        if mask is None:
+        if mask is None or len(mask.shape) >= len(logits.shape) > 1:
+            # No mask, or one over the classes (a pointer head): its logits are already masked, no position is.
             return self._exposed
         return keras.Model(model_inputs(self._exposed),
                            {LOGITS: logits, PROBABILITIES: outputs[PROBABILITIES], MASK: mask})
@@ -366,21 +381,22 @@ class LogitsLogger(keras.callbacks.Callback):
         if self._first_epoch is not None:
             return
         self._first_epoch = epoch
-        # A resumed run redoes epochs from `epoch`: their old rows go, the rest stay.
-        self._rows = [row for row in self._rows if int(float(row["epoch"])) < epoch]
         if not self._chief:
             return
         if self.log_dir is not None:
-            self.run_dir = _run_directory(self.log_dir, epoch)
+            self.run_dir = _run_directory(self.log_dir / RUN_DIRECTORY, epoch, _has_events)
             self._writer = EventWriter(str(self.run_dir))
+        self.run = self.run_dir.name if self.run_dir is not None else _csv_run(self._rows, epoch)
+        # A resumed run redoes epochs from `epoch`: its old rows of those go; every other run's rows stay.
+        self._rows = [row for row in self._rows
+                      if epoch == 0 or row[RUN_COLUMN] != self.run or int(float(row["epoch"])) < epoch]
         parent = self._snapshot_parent()
         if parent is not None:
-            if self.snapshots is not True:
-                self.snapshot_dir = parent
-            elif self.run_dir is not None:
+            if self.snapshots is True and self.run_dir is not None:
                 self.snapshot_dir = self.run_dir / "snapshots"
-            else:
-                self.snapshot_dir = parent / f"{self.csv_path.stem}_snapshots"
+            else:  # a directory shared by runs: a new run gets `<dir>_2`, ... rather than deleting the last's
+                base = parent if self.snapshots is not True else parent / f"{self.csv_path.stem}_snapshots"
+                self.snapshot_dir = _run_directory(base, epoch, lambda d: bool(snapshot_files.snapshot_epochs(d)))
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
             snapshot_files.prune(self.snapshot_dir, from_epoch=epoch)
 
@@ -456,7 +472,7 @@ class LogitsLogger(keras.callbacks.Callback):
                 histograms = {PROBE_PREFIX + LOGITS: sample[0], PROBE_PREFIX + PROBABILITIES: sample[1]}
             self._writer.write(step=epoch, scalars=scalars, histograms=histograms)
         if self.csv_path is not None:
-            row = {"epoch": epoch, **values}
+            row = {"epoch": epoch, RUN_COLUMN: self.run, **values}
             self._columns += [key for key in row if key not in self._columns]
             self._rows.append(row)
             atomic_write(self.csv_path, lambda f: f.write(_csv_text(self._columns, self._rows)), binary=False)
@@ -558,18 +574,35 @@ def _is_distiller(model) -> bool:
 
 
 
-def _run_directory(log_dir: Path, first_epoch: int) -> Path:
-    """`keras_logits`, or the latest `keras_logits_N` to resume, or a new one for a fit from epoch 0."""
-    runs = [log_dir / RUN_DIRECTORY]
+def _run_directory(base: Path, first_epoch: int, has_run) -> Path:
+    """`base`, or the latest `base_N` to resume, or a new one for a fit from epoch 0 when the latest has a run."""
+    runs = [base]
     number = 2
-    while (log_dir / f"{RUN_DIRECTORY}_{number}").exists():
-        runs.append(log_dir / f"{RUN_DIRECTORY}_{number}")
+    while base.with_name(f"{base.name}_{number}").exists():
+        runs.append(base.with_name(f"{base.name}_{number}"))
         number += 1
     latest = runs[-1]
-    has_events = latest.is_dir() and any(p.name.startswith("events.out.tfevents") for p in latest.iterdir())
-    if first_epoch > 0 or not has_events:
+    if first_epoch > 0 or not has_run(latest):
         return latest
-    return log_dir / f"{RUN_DIRECTORY}_{number}"
+    return base.with_name(f"{base.name}_{number}")
+
+
+def _has_events(directory: Path) -> bool:
+    return directory.is_dir() and any(p.name.startswith("events.out.tfevents") for p in directory.iterdir())
+
+
+def _run_number(name: str) -> int:
+    suffix = name[len(RUN_DIRECTORY) + 1:]
+    return int(suffix) if name.startswith(RUN_DIRECTORY + "_") and suffix.isdigit() else 1
+
+
+def _csv_run(rows: list, first_epoch: int) -> str:
+    """The run name of a CSV without TensorBoard runs: the latest run's to resume, else a new one, named alike."""
+    if not rows:
+        return RUN_DIRECTORY
+    if first_epoch > 0:
+        return rows[-1][RUN_COLUMN]
+    return f"{RUN_DIRECTORY}_{max(_run_number(row[RUN_COLUMN]) for row in rows) + 1}"
 
 
 def _per_position(labels, positions: int, classes: int) -> np.ndarray:
@@ -618,7 +651,13 @@ def _read_csv(path: Path):
         return [], []
     with open(path, newline="") as file:
         reader = csv.DictReader(file)
-        return list(reader.fieldnames or []), list(reader)
+        rows = list(reader)
+    columns = list(reader.fieldnames or [])
+    if RUN_COLUMN not in columns:  # written before runs had names: one run, the first
+        columns.insert(min(1, len(columns)), RUN_COLUMN)
+    for row in rows:
+        row[RUN_COLUMN] = row.get(RUN_COLUMN) or RUN_DIRECTORY
+    return columns, rows
 
 
 def _csv_text(columns, rows) -> str:

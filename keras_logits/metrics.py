@@ -81,6 +81,10 @@ class _LogitsMetric(keras.metrics.Metric):
         """
         mask = get_keras_mask(y_pred)  # before any conversion, which would drop it
         y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+        if mask is not None and len(y_pred.shape) > 1 and len(mask.shape) >= len(y_pred.shape):
+            # A mask over the classes (a pointer head's Softmax(mask=)), not over positions: the exposed
+            # logits are already the large negative number there, so those classes get probability 0.
+            mask = None
         if len(y_pred.shape) == 1:  # one binary logit per sample
             y_pred = ops.expand_dims(y_pred, -1)
         position_shape, num_classes = tuple(y_pred.shape[:-1]), y_pred.shape[-1]
@@ -407,7 +411,13 @@ def default_metrics(activation: str = "softmax", *, num_bins: int = 15, ignore_c
     label is `ignore_class` (e.g. 255 "void" pixels) are left out of all eight;
     any other class id outside [0, C) makes ECE and Brier NaN rather than a
     wrong number. ECE, Brier and the non-finite count declare that lower is
-    better.
+    better. Keras passes `sample_weight` only to `weighted_metrics`, not to
+    `metrics`: for per-position weights, compile these as
+    `weighted_metrics={"logits": default_metrics(...)}`. A Keras mask of the
+    logits' own shape (a pointer head, `Softmax()(scores, mask=mask)` over
+    `(batch, T)` scores) masks classes, not positions: those classes have
+    probability 0 and count as such; the logit mean and std then include
+    their large negative logits.
 
     Example:
 

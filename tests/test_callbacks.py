@@ -349,3 +349,91 @@ def test_dict_probe_with_a_wrong_key_names_the_model_inputs(digits, two_input_tw
         two_input_two_head_model.fit({"image": x_train[:8], "meta": np.zeros((8, 2))},
                                      {"digit": y_train[:8], "odd": np.zeros(8)}, epochs=1, verbose=0,
                                      callbacks=[LogitsLogger(probe, snapshots=False, head="digit")])
+
+
+@pytest.fixture(scope="module")
+def unnamed_two_input_model():
+    """Two unnamed inputs: InputLayers 'input_layer...', tensors 'keras_tensor...', names that differ."""
+    keras.utils.set_random_seed(5)
+    a, b = keras.Input((4,)), keras.Input((4,))
+    dense = keras.layers.Dense(3, activation="softmax")
+    model = keras.Model([a, b], dense(keras.layers.Concatenate()([a, b])))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    return model, dense
+
+
+@pytest.mark.parametrize("keyed_by", ["input_layer_names", "tensor_names"])
+def test_dict_probe_of_unnamed_inputs_is_paired_by_layer_or_tensor_name_on_every_backend(
+        unnamed_two_input_model, keyed_by):
+    model, dense = unnamed_two_input_model
+    rng = np.random.default_rng(0)
+    xa, xb = rng.normal(size=(16, 4)).astype("float32"), rng.normal(size=(16, 4)).astype("float32")
+    y = rng.integers(0, 3, 16)
+    inputs = model.inputs
+    keys = ([t._keras_history[0].name for t in inputs] if keyed_by == "input_layer_names"
+            else [t.name for t in inputs])
+    probe = ({keys[1]: xb, keys[0]: xa}, y)  # the other order: paired by name, not position
+    history = model.fit([xa, xb], y, epochs=1, verbose=0, callbacks=[LogitsLogger(probe, snapshots=False)])
+    kernel, bias = (np.asarray(w, "float64") for w in dense.get_weights())
+    logits = np.concatenate([xa, xb], axis=1).astype("float64") @ kernel + bias  # NumPy twin, trained weights
+    assert history.history["probe_logits_mean"][-1] == pytest.approx(logits.mean(), abs=1e-5)
+    assert history.history["probe_logits_accuracy"][-1] == pytest.approx(np.mean(logits.argmax(-1) == y))
+
+
+def test_dict_probe_with_unknown_keys_advises_the_input_layer_names(unnamed_two_input_model):
+    model, _ = unnamed_two_input_model
+    names = [t._keras_history[0].name for t in model.inputs]
+    x = np.zeros((4, 4), "float32")
+    with pytest.raises(ValueError, match=rf"takes inputs \['{names[0]}', '{names[1]}'\]"):
+        model.fit([x, x], np.zeros(4), epochs=1, verbose=0,
+                  callbacks=[LogitsLogger(({"a": x, "b": x}, np.zeros(4)), snapshots=False)])
+
+
+def _small_softmax_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_second_fit_from_epoch_zero_keeps_the_first_runs_csv_rows_under_its_tensorboard_run_name(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4)).astype("float32"), rng.integers(0, 3, 32)
+    model = _small_softmax_model()
+    histories = [model.fit(x, y, epochs=2, verbose=0, callbacks=[
+        LogitsLogger((x, y), log_dir=tmp_path, csv_path=tmp_path / "m.csv")]).history for _ in range(2)]
+    resumed = model.fit(x, y, initial_epoch=1, epochs=3, verbose=0, callbacks=[
+        LogitsLogger((x, y), log_dir=tmp_path, csv_path=tmp_path / "m.csv")]).history
+    rows = read_csv(tmp_path / "m.csv")
+    assert [(row["run"], row["epoch"]) for row in rows] == [
+        ("keras_logits", "0"), ("keras_logits", "1"),
+        ("keras_logits_2", "0"), ("keras_logits_2", "1"), ("keras_logits_2", "2")]
+    expected = histories[0]["loss"] + histories[1]["loss"][:1] + resumed["loss"]  # epoch 1 redone by the resume
+    assert [float(row["loss"]) for row in rows] == pytest.approx(expected, rel=1e-6)
+    for run, steps in (("keras_logits", {0, 1}), ("keras_logits_2", {0, 1, 2})):
+        assert {e.step for e in read_events(tmp_path, run).Scalars("probe_logits_mean")} == steps
+
+
+def test_second_fit_without_log_dir_names_a_new_run_and_keeps_the_first_runs_snapshots(tmp_path):
+    rng = np.random.default_rng(1)
+    x, y = rng.random((16, 4)).astype("float32"), rng.integers(0, 3, 16)
+    logits = []
+    for seed in (0, 1):
+        model = _small_softmax_model(seed)
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[LogitsLogger((x, y), csv_path=tmp_path / "m.csv")])
+        kernel, bias = (np.asarray(w, "float64") for w in model.layers[-1].get_weights())
+        logits.append(x.astype("float64") @ kernel + bias)  # NumPy twin of the trained head
+    assert [row["run"] for row in read_csv(tmp_path / "m.csv")] == ["keras_logits", "keras_logits_2"]
+    for directory, reference in zip(("m_snapshots", "m_snapshots_2"), logits):
+        np.testing.assert_allclose(np.load(tmp_path / directory / "epoch_0000.npz")["logits"], reference, atol=1e-5)
+
+
+def test_csv_written_before_the_run_column_is_continued_as_the_first_run(tmp_path):
+    (tmp_path / "m.csv").write_text("epoch,loss\n0,1.5\n1,1.25\n")
+    x, y = np.ones((8, 4), "float32"), np.zeros(8, int)
+    _small_softmax_model().fit(x, y, epochs=1, verbose=0,
+                               callbacks=[LogitsLogger((x, y), csv_path=tmp_path / "m.csv", snapshots=False)])
+    rows = read_csv(tmp_path / "m.csv")
+    assert [(row["run"], row["epoch"], row["loss"][:4]) for row in rows][:2] == [
+        ("keras_logits", "0", "1.5"), ("keras_logits", "1", "1.25")]
+    assert (rows[2]["run"], rows[2]["epoch"]) == ("keras_logits_2", "0")

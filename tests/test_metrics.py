@@ -284,6 +284,21 @@ def test_segmentation_weighted_metrics_take_per_pixel_sample_weights(segmentatio
         assert values[f"logits_{name}"] == pytest.approx(value, abs=1e-4), name
 
 
+def test_per_pixel_sample_weights_reach_weighted_metrics_but_not_metrics(segmentation_model):
+    """Keras passes sample_weight only to `weighted_metrics`: the same metrics under `metrics` ignore it."""
+    exposed, x, y = segmentation_model
+    labels = np.where(y == 255, 0, y)
+    weights = (np.random.default_rng(5).random(y.shape) < 0.5).astype("float32")  # half the pixels dropped
+    exposed.compile(loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+                    metrics={"logits": [metrics.MeanConfidence(name="plain_confidence")]},
+                    weighted_metrics={"logits": [metrics.MeanConfidence(name="weighted_confidence")]})
+    values = exposed.evaluate(x, labels, sample_weight=weights, batch_size=4, verbose=0, return_dict=True)
+    p = softmax(exposed.predict(x, verbose=0)["logits"].reshape(-1, 3).astype("float64"))
+    assert values["logits_weighted_confidence"] == pytest.approx(
+        np.average(p.max(-1), weights=weights.reshape(-1)), abs=1e-5)
+    assert values["logits_plain_confidence"] == pytest.approx(p.max(-1).mean(), abs=1e-5)
+
+
 def pre_activation_passes_masks():
     layer = keras_logits.layers.PreActivation(keras.layers.Dense(3, activation="softmax"))
     return layer.supports_masking  # Keras sets it for layers that override compute_mask too
