@@ -7,10 +7,11 @@ traceback), 2 usage error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -61,15 +62,24 @@ def _inspect(arguments) -> None:
     from keras_logits.loading import is_saved_model
 
     if is_saved_model(arguments.model):
-        _inspect_export(Path(arguments.model))
+        _inspect_export(Path(arguments.model))  # Reads the JSON manifest only; runs nothing.
         return
     import keras_logits
 
+    from keras_logits.class_ids import positions
+
     model = _load(arguments)
     print(f"Model: '{model.name}' ({type(model).__name__}), {model.count_params():,} parameters")
-    heads = keras_logits.find_heads(model, activation=arguments.activation)
+    if arguments.head is not None:
+        heads = {arguments.head: keras_logits.find_head(model, output=arguments.head, activation=arguments.activation)}
+    else:
+        heads = keras_logits.find_heads(model, activation=arguments.activation)
     for head in heads.values():
         print(f"Head: {head.describe()}")
+        per_position = positions(head.route[-1].output_tensor.shape, head.axis)
+        if per_position:
+            print(f"  per-position head, positions ({', '.join(str(size) for size in per_position)}): "
+                  "one prediction per position")
         print(f"  layer: {'/'.join(head.path + (head.layer.name,))} ({type(head.layer).__name__})"
               f"{', nested in ' + ' > '.join(head.path) if head.path else ''}")
         print(f"  logits: output of '{head.logits_layer.name}' ({type(head.logits_layer).__name__})"
@@ -118,7 +128,8 @@ def _expose(arguments) -> None:
     if output.exists() and not arguments.overwrite:
         raise FileExistsError(f"'{output}' already exists; pass --overwrite to replace it.")
     model = _load(arguments)
-    exposed = keras_logits.expose(model, features=arguments.features, activation=arguments.activation)
+    exposed = keras_logits.expose(model, features=arguments.features, activation=arguments.activation,
+                                  head=arguments.head)
     atomic_keras_save(exposed, output)
     print(f"Wrote {output}: outputs {', '.join(sorted(exposed._outputs_struct))}, "
           f"{exposed.count_params():,} parameters shared with '{model.name}'.")
@@ -129,58 +140,116 @@ def _export(arguments) -> None:
 
     class_names = _read_class_names(arguments.class_names) if arguments.class_names else None
     model = _load(arguments)
-    _progress(f"Exporting to {arguments.directory} ({arguments.format}); "
-              + ("verifying in a fresh process..." if arguments.verify else "without verification..."))
+    head = arguments.head
+    if arguments.activation:
+        model, head = keras_logits.expose(model, activation=arguments.activation, head=head,
+                                          features=arguments.features), None
+    else:
+        _require_one_head(model, head)
+    verify = {"fresh": True, "in_process": "in_process", "none": False}[arguments.verify]
+    where = {"fresh": "verifying in a fresh process", "in_process": "verifying in this process",
+             "none": "without verification"}[arguments.verify]
+    _progress(f"Exporting to {arguments.directory} ({arguments.format}); {where}...")
     path = keras_logits.export(model, arguments.directory, format=arguments.format, overwrite=arguments.overwrite,
-                               verify=arguments.verify, class_names=class_names, features=arguments.features)
+                               verify=verify, class_names=class_names, features=arguments.features, head=head)
     manifest = keras_logits.read_manifest(path)
     outputs = ", ".join(f"{o['name']} ({o['dtype']})" for o in manifest["outputs"])
     verification = manifest["verification"]
-    checked = (f"verified with {verification['consumer']}, max difference "
+    checked = (f"verified with {verification['consumer']} ({verification.get('process', 'fresh')} process, "
+               f"{verification.get('seconds', float('nan')):.1f} s), max difference "
                f"{max(verification['max_abs_difference'].values()):.2g}") if verification else "not verified"
     print(f"Exported {path}: {outputs}; {checked}.")
 
 
+def _require_one_head(model, head) -> None:
+    """Refuses a model with several classification outputs unless --head picks one."""
+    if head is not None:
+        return
+    import keras_logits
+
+    heads = keras_logits.find_heads(model)
+    if len(heads) > 1:
+        raise ValueError(f"Model '{model.name}' has {len(heads)} classification outputs ({', '.join(heads)}); "
+                         "pick one with --head NAME.")
+
+
+@dataclasses.dataclass
+class _Predictor:
+    """What `predict` needs from a model, whichever kind of file it came from."""
+
+    run: Callable  # inputs -> (logits, probabilities)
+    input_shape: tuple
+    input_dtype: str
+    activation: str
+    axis: int
+    class_names: Optional[list] = None
+
+
 def _predict(arguments) -> None:
+    from keras_logits.class_ids import class_ids
     from keras_logits.loading import is_saved_model
     from keras_logits.predict_input import read_inputs
 
-    top_k = arguments.top_k
-    if top_k < 1:
-        raise ValueError(f"--top-k must be >= 1, got {top_k}.")
+    if arguments.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {arguments.top_k}.")
     if is_saved_model(arguments.model):
-        run, input_shape, class_names, activation = _saved_model_runner(Path(arguments.model))
+        if arguments.head is not None:
+            raise ValueError("--head picks an output of a Keras model file; a SavedModel exported by keras-logits "
+                             "serves one head already (export each head with `keras-logits export --head NAME`).")
+        predictor = _saved_model_predictor(Path(arguments.model), unsafe=arguments.unsafe)
     else:
-        import keras_logits
-
-        model = _load(arguments)
-        if len(model.inputs) != 1:
-            raise ValueError(f"'{arguments.model}' takes {len(model.inputs)} inputs; predict supports "
-                             "single-input models (use keras_logits.expose in Python for the others).")
-        exposed = keras_logits.expose(model, activation=arguments.activation)
-        head = keras_logits.find_head(model, activation=arguments.activation)
-        input_shape, activation, class_names = tuple(exposed.inputs[0].shape), head.activation, None
-
-        def run(x):
-            outputs = exposed.predict(x, batch_size=arguments.batch_size, verbose=0)
-            return outputs["logits"], outputs["probabilities"]
-
+        predictor = _keras_predictor(arguments)
     if arguments.class_names:
-        class_names = _read_class_names(arguments.class_names)
-    x = read_inputs(arguments.input, input_shape, scale=arguments.scale)
+        predictor.class_names = _read_class_names(arguments.class_names)
+    x = read_inputs(arguments.input, predictor.input_shape, scale=arguments.scale, dtype=predictor.input_dtype,
+                    image_size=arguments.image_size)
     _progress(f"Predicting {len(x)} samples...")
-    logits, probabilities = run(x)
+    logits, probabilities = predictor.run(x)
+    ids = class_ids(probabilities, predictor.activation, predictor.axis)
     if arguments.output:
-        _write_predictions(Path(arguments.output), logits, probabilities, activation)
-        print(f"Wrote logits and probabilities of {len(x)} samples to {arguments.output}.")
+        _write_predictions(Path(arguments.output), logits, probabilities, ids, predictor, arguments.top_k)
+        print(f"Wrote logits, probabilities and class ids of {len(x)} samples to {arguments.output}.")
+    elif probabilities.ndim - 2 > 0:
+        print(_position_table(probabilities, ids, predictor, arguments.top_k))
     else:
-        print(_prediction_table(logits, probabilities, top_k, class_names))
+        print(_prediction_table(logits, probabilities, arguments.top_k, predictor.class_names, predictor.axis))
 
 
-def _saved_model_runner(path: Path):
-    import tensorflow as tf
+def _keras_predictor(arguments) -> _Predictor:
+    import keras
 
+    import keras_logits
+
+    model = _load(arguments)
+    if arguments.activation:
+        exposed = keras_logits.expose(model, activation=arguments.activation, head=arguments.head)
+        head = keras_logits.find_head(model, output=arguments.head, activation=arguments.activation)
+    else:
+        _require_one_head(model, arguments.head)
+        exposed, head = keras_logits.ensure_exposed(model, head=arguments.head)
+    if len(exposed.inputs) != 1:
+        raise ValueError(f"'{arguments.model}' takes {len(exposed.inputs)} inputs; predict supports "
+                         "single-input models (use keras_logits.expose in Python for the others).")
+    dtype = keras.backend.standardize_dtype(exposed.inputs[0].dtype)
+
+    def run(x):
+        if dtype == "string":  # Keras' array adapter refuses NumPy str arrays; one batch of tensors works.
+            import tensorflow as tf
+
+            outputs = exposed.predict_on_batch(tf.constant(x))
+        else:
+            outputs = exposed.predict(x, batch_size=arguments.batch_size, verbose=0)
+        return np.asarray(outputs["logits"]), np.asarray(outputs["probabilities"])
+
+    return _Predictor(run, tuple(exposed.inputs[0].shape), dtype, head.activation, head.axis)
+
+
+def _saved_model_predictor(path: Path, *, unsafe: bool) -> _Predictor:
     from keras_logits.export_model import MANIFEST, read_manifest
+    from keras_logits.saved_model_scan import check_saved_model
+
+    check_saved_model(path, unsafe=unsafe)  # Before TensorFlow loads, hence runs, anything in it.
+    import tensorflow as tf
 
     _progress(f"Loading {path}...")
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
@@ -190,35 +259,60 @@ def _saved_model_runner(path: Path):
     outputs = serve.structured_outputs
     if "logits" not in outputs or "probabilities" not in outputs:
         raise ValueError(f"'{path}' serves {sorted(outputs)}, not logits and probabilities: export it with keras-logits.")
-    manifest = read_manifest(path) if (path / MANIFEST).is_file() else {"head": {}}
+    head = read_manifest(path)["head"] if (path / MANIFEST).is_file() else {}
 
     def run(x):
         result = serve(**{name: tf.constant(x, dtype=spec.dtype)})
         return result["logits"].numpy(), result["probabilities"].numpy()
 
-    return run, tuple(spec.shape.as_list()), manifest["head"].get("class_names"), manifest["head"].get(
-        "activation", "softmax")
+    dtype = "string" if spec.dtype == tf.string else spec.dtype.name
+    return _Predictor(run, tuple(spec.shape.as_list()), dtype, head.get("activation", "softmax"),
+                      head.get("axis", -1), head.get("class_names"))
 
 
-def _prediction_table(logits, probabilities, top_k, class_names) -> str:
-    logits = logits.reshape(len(logits), -1)
-    probabilities = probabilities.reshape(len(probabilities), -1)
-    top_k = min(top_k, logits.shape[1])
+def _label(index, class_names) -> str:
+    return class_names[index] if class_names and index < len(class_names) else str(index)
+
+
+def _prediction_table(logits, probabilities, top_k, class_names, axis=-1) -> str:
+    from keras_logits.class_ids import top_k as best
+
+    logits = np.moveaxis(logits, axis, -1)
+    ids, values = best(probabilities, top_k, axis)
     lines = [f"{'sample':>6} {'rank':>4} {'class':>12} {'logit':>9} {'probability':>11}"]
     for i in range(len(logits)):
-        for rank, index in enumerate(np.argsort(-probabilities[i])[:top_k], start=1):
-            label = class_names[index] if class_names and index < len(class_names) else str(index)
-            lines.append(f"{i:>6} {rank:>4} {label:>12} {logits[i, index]:>9.4f} {probabilities[i, index]:>11.6f}")
+        for rank, (index, value) in enumerate(zip(ids[i], values[i]), start=1):
+            lines.append(f"{i:>6} {rank:>4} {_label(index, class_names):>12} {logits[i, index]:>9.4f} "
+                         f"{value:>11.6f}")
     return "\n".join(lines)
 
 
-def _write_predictions(path: Path, logits, probabilities, activation) -> None:
+def _position_table(probabilities, ids, predictor: _Predictor, top_k) -> str:
+    """One line per sample of a per-position head: its most frequent predicted classes."""
+    num_classes = probabilities.shape[predictor.axis]
+    lines = [f"{'sample':>6} {'positions':>9}  most frequent classes (positions)"]
+    for i in range(len(probabilities)):
+        if predictor.activation == "softmax":
+            counts, count = np.bincount(ids[i].ravel(), minlength=num_classes), ids[i].size
+        else:  # Sigmoid: how many positions each label is on at.
+            on = np.moveaxis(ids[i], predictor.axis if predictor.axis < 0 else predictor.axis - 1, -1)
+            counts, count = on.reshape(-1, num_classes).sum(0), on.size // num_classes
+        frequent = [j for j in np.argsort(-counts, kind="stable")[:top_k] if counts[j]]
+        summary = ", ".join(f"{_label(j, predictor.class_names)} ({counts[j]}, {counts[j] / count:.0%})"
+                            for j in frequent)
+        lines.append(f"{i:>6} {count:>9}  {summary or '-'}")
+    return "\n".join(lines)
+
+
+def _write_predictions(path: Path, logits, probabilities, ids, predictor: _Predictor, top_k) -> None:
+    from keras_logits.class_ids import top_k as best
     from keras_logits.files import atomic_write
 
-    class_id = probabilities.reshape(len(probabilities), -1).argmax(-1) if activation == "softmax" else (
-        probabilities >= 0.5).astype("int64")
     if path.suffix == ".npz":
-        atomic_write(path, lambda f: np.savez(f, logits=logits, probabilities=probabilities, class_id=class_id))
+        top_ids, top_values = best(probabilities, top_k, predictor.axis)
+        arrays = {"logits": logits, "probabilities": probabilities, "class_id": ids, "top_k_class_id": top_ids,
+                  "top_k_probability": top_values}
+        atomic_write(path, lambda f: np.savez(f, **arrays))
     elif path.suffix == ".csv":
         flat_logits, flat_probabilities = logits.reshape(len(logits), -1), probabilities.reshape(len(logits), -1)
         header = ["sample"] + [f"logit_{j}" for j in range(flat_logits.shape[1])] + [
@@ -261,10 +355,13 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show TensorFlow logs and tracebacks")
     model_options = argparse.ArgumentParser(add_help=False)
     model_options.add_argument("--unsafe", action="store_true",
-                               help="allow layers that run Python code stored in the file (Lambda); "
+                               help="allow layers that run Python code stored in the file (Lambda) and "
+                                    "SavedModels whose graphs touch files, run Python or print; "
                                     "only for files you trust")
     model_options.add_argument("--activation", choices=["softmax", "sigmoid"],
                                help="the model outputs logits: apply this activation for probabilities")
+    model_options.add_argument("--head", metavar="NAME",
+                               help="the output to use, for models with several classification outputs")
     class_names_option = argparse.ArgumentParser(add_help=False)
     class_names_option.add_argument("--class-names", help="file with one class name per line (or a JSON list)")
 
@@ -301,8 +398,12 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["tf_saved_model", "onnx"], default="tf_saved_model")
     export.add_argument("--overwrite", action="store_true", help="replace an existing export")
     export.add_argument("--features", action="store_true", help="also export the features feeding the head")
-    export.add_argument("--no-verify", dest="verify", action="store_false",
-                        help="skip loading the export in a fresh process before installing it")
+    export.add_argument("--verify", choices=["fresh", "in_process", "none"], default="fresh",
+                        help="check the export before installing it: in a fresh Python process without "
+                             "keras-logits (default, the strongest check), loaded in this process (faster), "
+                             "or not at all")
+    export.add_argument("--no-verify", dest="verify", action="store_const", const="none",
+                        help="the same as --verify none")
     export.set_defaults(run=_export)
 
     predict = command("predict", "print or save logits and probabilities for inputs",
@@ -315,6 +416,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--scale", type=float, default=1.0,
                          help="multiply inputs by this (e.g. 0.00392 for images in [0, 1]); default 1")
     predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--image-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                         help="resize images to this size (for models that take any image size)")
     predict.set_defaults(run=_predict)
 
     demo = command("demo", "train a small CNN on scikit-learn digits with logit logging, expose and export it",
@@ -325,6 +428,18 @@ def _parser() -> argparse.ArgumentParser:
                       help="where the logs and the export go (default ./keras_logits_demo)")
     demo.set_defaults(run=_demo)
     return parser
+
+
+MAX_ERROR_CHARACTERS = 400
+
+
+def _one_line(error: BaseException) -> str:
+    """The error message on one line, cut to MAX_ERROR_CHARACTERS (a model config can be kilobytes)."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    if len(message) <= MAX_ERROR_CHARACTERS:
+        return message
+    return (f"{message[:MAX_ERROR_CHARACTERS].rstrip()}... ({len(message):,} characters; run with --debug "
+            "for the whole message and the traceback)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -340,8 +455,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as error:  # One line for people; --debug shows the traceback.
         if arguments.debug:
             raise
-        message = " ".join(str(error).split())
-        print(f"keras-logits: error: {message}", file=sys.stderr)
+        print(f"keras-logits: error: {_one_line(error)}", file=sys.stderr)
         return 1
 
 

@@ -132,11 +132,14 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, echo=print):
 
 def format_table(outputs: dict, labels: Optional[np.ndarray], rows: int = 8) -> str:
     """A plain-text table: label, predicted class, its logit and probability, top-1 margin."""
+    from keras_logits.class_ids import class_ids
+
     logits, probabilities = outputs["logits"], outputs["probabilities"]
+    predictions = class_ids(probabilities, "softmax")
     header = f"{'sample':>6} {'label':>5} {'pred':>4} {'logit':>8} {'prob':>7} {'margin':>7} {'max log(p)':>10}"
     lines = [header, "-" * len(header)]
     for i in range(min(rows, len(logits))):
-        predicted = int(np.argmax(logits[i]))
+        predicted = int(predictions[i])
         top2 = np.sort(logits[i])[-2:]
         label = "" if labels is None else str(int(labels[i]))
         lines.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Union
@@ -66,9 +67,20 @@ def load_keras_model(path: Union[str, os.PathLike], *, unsafe: bool = False):
             )
     import keras
 
+    # The package's layers (PreActivation, Temperature, LogitsHead) and metrics must be registered
+    # before loading, or files written by `expose` fail with "Could not locate class".
+    from keras_logits import layers, metrics  # noqa: F401
+
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as error:
+        unknown = re.search(r"Could not locate class '([^']+)'", str(error))
+        if unknown:  # Keras' message around it is the whole model config: kilobytes.
+            raise ValueError(
+                f"Cannot load '{path}': it uses class '{unknown.group(1)}', which is neither a Keras nor a "
+                "keras-logits class. Load it in Python after importing the module that defines (and registers) "
+                "it, then call keras_logits.expose / export on the model."
+            ) from error
         raise ValueError(f"Cannot load '{path}': {error}") from error
 
 

@@ -58,10 +58,56 @@ def require_packages(packages, extra: str, what: str) -> None:
 
 
 def serving_model(exposed, *, activation: str, axis: int):
-    """Adds `class_id` (int64 argmax, or a 0/1 vector at 0.5 for sigmoid) to the exposed outputs."""
+    """Adds `class_id` (int64 argmax, or a 0/1 vector at 0.5 for sigmoid) to the exposed outputs.
+
+    A single-input model takes its input as a tensor, not a list of one, so
+    the exported `serve(x)` accepts a tensor as Keras' own `model.export` does.
+
+    Example:
+
+    >>> import keras, keras_logits
+    >>> model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax")])
+    >>> exposed, head = keras_logits.ensure_exposed(model)
+    >>> sorted(serving_model(exposed, activation="softmax", axis=-1).output)
+    ['class_id', 'logits', 'probabilities']
+    """
     outputs = dict(exposed._outputs_struct)
     outputs["class_id"] = _ClassId(activation, axis, name="class_id")(outputs["probabilities"])
-    return keras.Model(exposed.inputs, outputs, name=f"{exposed.name}_serving")
+    inputs = exposed.inputs[0] if len(exposed.inputs) == 1 else exposed.inputs
+    return keras.Model(inputs, outputs, name=f"{exposed.name}_serving")
+
+
+def outputs_of(model, sample: dict) -> dict:
+    """NumPy outputs of the serving `model` for `sample` (keyed by input name), class ids as int64.
+
+    A direct call rather than `predict`: `predict` traces a new tf.function
+    per model, and TensorFlow warns about retracing after five exports in one
+    process.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_logits
+    >>> model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax")])
+    >>> graph = serving_model(keras_logits.expose(model), activation="softmax", axis=-1)
+    >>> outputs_of(graph, {"x": np.ones((2, 4), "float32")})["class_id"].dtype
+    dtype('int64')
+    """
+    arrays = [_tensor(sample[tensor.name]) for tensor in model.inputs]
+    outputs = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
+    result = {name: keras.ops.convert_to_numpy(value) for name, value in outputs.items()}
+    result["class_id"] = result["class_id"].astype("int64")  # int32 from the JAX backend
+    return result
+
+
+def _tensor(array):
+    """NumPy str arrays become TensorFlow string tensors (Keras has no string dtype of its own)."""
+    import numpy as np
+
+    if np.asarray(array).dtype.kind in "US":
+        import tensorflow as tf
+
+        return tf.constant(array)
+    return array
 
 
 class _ClassId(keras.layers.Layer):

@@ -25,6 +25,11 @@ MODULES = [
     "keras_logits.hub",
     "keras_logits.distillation",
     "keras_logits.statistics",
+    "keras_logits.loading",
+    "keras_logits.predict_input",
+    "keras_logits.class_ids",
+    "keras_logits.serving",
+    pytest.param("keras_logits.saved_model_scan", marks=pytest.mark.backends("tensorflow", "jax")),  # reads protobufs
 ]
 
 

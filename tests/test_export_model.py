@@ -271,3 +271,147 @@ def test_backends_that_cannot_write_a_format_say_which_can(tmp_path):
                                                f"'{keras.backend.backend()}'. Run with KERAS_BACKEND=tensorflow"):
             keras_logits.export(model, tmp_path / format, format=format)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- seams: head=, exposed models, input specs, drop-in serving, verification modes ---------
+
+
+@pytest.fixture(scope="module")
+def two_heads():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,), name="x")
+    hidden = layers.Dense(8, activation="relu")(inputs)
+    return keras.Model(inputs, {"kind": layers.Dense(3, activation="softmax", name="kind")(hidden),
+                                "tags": layers.Dense(5, activation="sigmoid", name="tags")(hidden)})
+
+
+@pytest.mark.parametrize("head", ["kind", "tags"])
+def test_each_head_of_a_two_head_model_exports_with_head(two_heads, head, tmp_path):
+    path = keras_logits.export(two_heads, tmp_path / head, head=head)
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+    outputs, _ = load_in_fresh_process(path, {"x": x}, tmp_path)
+    np.testing.assert_allclose(outputs["probabilities"], two_heads.predict(x, verbose=0)[head], atol=1e-6)
+    assert keras_logits.read_manifest(path)["head"]["layer"] == head
+
+
+def test_a_two_head_model_without_head_is_refused_naming_the_outputs(two_heads, tmp_path):
+    with pytest.raises(ValueError, match=r"2 classification outputs \['kind', 'tags'\]"):
+        keras_logits.export(two_heads, tmp_path / "both")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reloaded_serve_of_a_single_input_export_takes_a_tensor_like_keras_export(trained_digits_cnn, digits,
+                                                                                   tmp_path):
+    import tensorflow as tf
+
+    path = keras_logits.export(trained_digits_cnn, tmp_path / "model", verify=False)
+    images = _digits_inputs(digits, 3)
+    loaded = tf.saved_model.load(str(path))
+    outputs = loaded.serve(tf.constant(images))
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), trained_digits_cnn.predict(images, verbose=0),
+                               atol=1e-6)
+
+
+FIVE_EXPORTS = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras, keras_logits
+for i in range(6):
+    model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax")])
+    keras_logits.export(model, os.path.join(sys.argv[1], str(i)), verify="in_process" if i % 2 else False)
+print("exported")
+"""
+
+
+def test_six_exports_in_one_process_print_no_retracing_warning(tmp_path):
+    completed = subprocess.run([sys.executable, "-c", FIVE_EXPORTS, str(tmp_path)], capture_output=True, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "exported" in completed.stdout and "retracing" not in completed.stderr
+
+
+def test_in_process_verification_records_its_mode_and_time_and_still_catches_a_wrong_export(tmp_path):
+    model = keras.Sequential([keras.Input((6,), name="x"), layers.Dense(3, activation="softmax")])
+    path = keras_logits.export(model, tmp_path / "fast", verify="in_process")
+    verification = keras_logits.read_manifest(path)["verification"]
+    assert verification["process"] == "this" and 0 < verification["seconds"] < 60
+    noisy = keras.Sequential([keras.Input((6,), name="x"), _Noise(), layers.Dense(3, activation="softmax")])
+    with pytest.raises(RuntimeError, match="differs from the in-memory model"):
+        keras_logits.export(noisy, tmp_path / "noisy", verify="in_process")
+    with pytest.raises(ValueError, match="verify='quick' is not supported"):
+        keras_logits.export(model, tmp_path / "x", verify="quick")
+
+
+def test_fresh_process_verification_is_the_default_and_records_its_time(digits_export):
+    verification = keras_logits.read_manifest(digits_export)["verification"]
+    assert verification["process"] == "fresh" and verification["seconds"] > 0
+
+
+class _PositionEmbedding(layers.Layer):
+    """Adds a learned embedding per position, for sequences of at most `max_length` (as in BERT)."""
+
+    def __init__(self, max_length, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(self.max_length, input_shape[-1]), name="table")
+
+    def call(self, x):
+        return x + self.table[: keras.ops.shape(x)[1]]  # Longer sequences fail to broadcast.
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def bert_style_classifier(max_length=8, vocabulary=50):
+    """Token ids (int32) + a bool padding mask, a learned position embedding of max_length."""
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((None,), dtype="int32", name="token_ids")
+    mask = keras.Input((None,), dtype="bool", name="padding_mask")
+    embedded = _PositionEmbedding(max_length, name="positions")(layers.Embedding(vocabulary, 8)(ids))
+    hidden = layers.MultiHeadAttention(2, 4)(embedded, embedded, attention_mask=mask[:, None, :])
+    pooled = layers.GlobalAveragePooling1D()(hidden, mask=mask)
+    return keras.Model([ids, mask], layers.Dense(3, activation="softmax")(pooled))
+
+
+# On JAX, Keras' ExportArchive converts with a symbolic sequence length, and jax2tf cannot prove that
+# it broadcasts against a table of 8 positions ("shapes (batch, a, 8), (min(8, a), 8)"): upstream.
+@pytest.mark.backends("tensorflow")
+def test_bert_style_model_with_int_ids_bool_mask_and_max_length_8_exports_verified(tmp_path):
+    from keras_logits.export_model import FREE_LENGTH, sample_inputs
+
+    model = bert_style_classifier()
+    sample = sample_inputs(model)
+    assert sample["token_ids"].shape == (4, FREE_LENGTH) and sample["token_ids"].max() < 50
+    assert sample["padding_mask"].dtype == np.bool_ and sample["padding_mask"].all()
+    path = keras_logits.export(model, tmp_path / "bert")
+    rng = np.random.default_rng(3)
+    inputs = {"token_ids": rng.integers(0, 50, (5, 8)).astype("int32"), "padding_mask": np.arange(8)[None] < 6}
+    inputs["padding_mask"] = np.repeat(inputs["padding_mask"], 5, 0)
+    outputs, _ = load_in_fresh_process(path, inputs, tmp_path)
+    expected = model.predict([inputs["token_ids"], inputs["padding_mask"]], verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def text_classifier():
+    vectorize = layers.TextVectorization(max_tokens=20, output_sequence_length=5)
+    vectorize.adapt(["the cat sat on the mat", "a dog ran far away"])
+    keras.utils.set_random_seed(0)
+    text = keras.Input((1,), dtype="string", name="text")
+    pooled = layers.GlobalAveragePooling1D()(layers.Embedding(20, 4)(vectorize(text)))
+    return keras.Model(text, layers.Dense(3, activation="softmax")(pooled))
+
+
+@pytest.mark.backends("tensorflow")  # TextVectorization runs TensorFlow string ops.
+@pytest.mark.parametrize("verify", [True, False])
+def test_text_vectorization_model_with_a_string_input_exports(text_classifier, verify, tmp_path):
+    path = keras_logits.export(text_classifier, tmp_path / "text", verify=verify)
+    assert keras_logits.read_manifest(path)["inputs"] == [{"name": "text", "shape": [None, 1], "dtype": "string"}]
+    texts = np.array([["the cat ran"], ["a mat far away"], ["unknown words"]])
+    outputs, _ = load_in_fresh_process(path, {"text": texts}, tmp_path)
+    import tensorflow as tf
+
+    expected = keras.ops.convert_to_numpy(text_classifier(tf.constant(texts)))
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-6)

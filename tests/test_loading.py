@@ -69,3 +69,32 @@ def test_unsafe_true_is_the_explicit_opt_in(tmp_path):
     model = load_keras_model(path, unsafe=True)
     model.predict(np.zeros((1, 4)), verbose=0)
     assert marker.read_text() == "ran"
+
+
+LOAD_WITHOUT_PACKAGE_IMPORTS = r"""
+import sys
+import numpy as np
+from keras_logits.loading import load_keras_model  # "keras_logits.cli" in argv: the package registers nothing
+model = load_keras_model(sys.argv[1])
+np.save(sys.argv[2], model.predict(np.load(sys.argv[3]), verbose=0)["logits"])
+"""
+
+
+def test_files_written_by_expose_load_in_safe_mode_where_nothing_registered_the_package(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import keras_logits
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    exposed = keras_logits.expose(model, temperature=2.0)  # PreActivation and Temperature layers
+    exposed.save(tmp_path / "exposed.keras")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run([sys.executable, "-c", LOAD_WITHOUT_PACKAGE_IMPORTS, tmp_path / "exposed.keras",
+                    tmp_path / "logits.npy", tmp_path / "x.npy", "keras_logits.cli"], check=True, timeout=600,
+                   capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    reference = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    reference.set_weights(model.get_weights())
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), reference.predict(x, verbose=0) / 2.0, atol=1e-6)
