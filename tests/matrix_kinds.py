@@ -35,7 +35,6 @@ class Kind:
     activation: str = "softmax"
     given_activation: Optional[str] = None
     head: Optional[str] = None
-    per_position: bool = False
     temperature: float = 1.0
     masked: bool = False
     exposed: bool = False
@@ -232,9 +231,9 @@ KINDS = {
     "exposed": Kind(exposed, features(), exposed=True),
     "exposed_by_cli_and_reloaded": Kind(exposed_by_cli_and_reloaded, features(), exposed=True),
     "temperature_baked_in": Kind(temperature_baked_in, features(), temperature=2.0, exposed=True),
-    "segmentation": Kind(segmentation, features((6, 6, 2)), per_position=True),
-    "masked_token_tagger": Kind(masked_tagger, tokens, per_position=True, masked=True),
-    "time_distributed_tagger": Kind(time_distributed, features((5, 6)), per_position=True),
+    "segmentation": Kind(segmentation, features((6, 6, 2))),
+    "masked_token_tagger": Kind(masked_tagger, tokens, masked=True),
+    "time_distributed_tagger": Kind(time_distributed, features((5, 6))),
     "logits_model": Kind(logits_only, features(), given_activation="softmax"),
     "keras_hub_image_classifier": Kind(hub_image_classifier, raw_images, needs="keras_hub"),
 }
