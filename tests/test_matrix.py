@@ -25,12 +25,13 @@ from tests.conftest import BACKEND, logit_tolerance
 from tests.matrix_kinds import BATCH, KINDS, SCRATCH, Kind, numpy_activation
 
 EXPORT_BACKENDS = ("tensorflow", "jax")
-ONNX_KINDS = ("fused_dense", "sigmoid_multi_label", "segmentation", "exposed")
 
 # Cells that show a bug in the package: (consumer, kind) -> (backends, reason). Strict xfails until fixed.
 _HUB_ON_JAX = ("export of a KerasHub image task on JAX: a raw Resizing/jax2tf TypeError ('_DimExpr') instead of "
                "a one-line refusal naming KERAS_BACKEND=tensorflow")
 KNOWN_BUGS = {
+    ("onnx", "mixed_precision"): (("tensorflow",), "export(format='onnx') of a mixed_float16 model fails its own "
+                                  "verification: 1e-5 tolerance for float16 compute (onnxruntime differs by ~2e-4)"),
     ("export", "keras_hub_image_classifier"): (("jax",), _HUB_ON_JAX),
     ("cli", "keras_hub_image_classifier"): (("jax",), _HUB_ON_JAX),
 }
@@ -280,16 +281,20 @@ def _numpy_nll(row: Row, logits):
     return -np.take_along_axis(log_p, row.labels[..., None].astype(int), -1)[..., 0][keep].mean()
 
 
+def _by_input_name(names, x) -> dict:
+    """The row's inputs keyed by an export's input names (the multi-input kind's are 'left' and 'right')."""
+    if not isinstance(x, list):
+        (name,) = names
+        return {name: x}
+    given = dict(zip(["left", "right"], x))
+    return {name: given[next(key for key in given if name.startswith(key))] for name in names}
+
+
 def _serving_inputs(serve, x):
     import tensorflow as tf
 
-    names = list(serve.structured_input_signature[1])
-    if isinstance(x, list):
-        given = dict(zip(["left", "right"], x))
-        return {name: tf.constant(given[next(key for key in given if name.startswith(key))]) for name in names}
-    (name,) = names
-    spec = serve.structured_input_signature[1][name]
-    return {name: tf.constant(x, dtype=spec.dtype)}
+    specs = serve.structured_input_signature[1]
+    return {name: tf.constant(value, dtype=specs[name].dtype) for name, value in _by_input_name(specs, x).items()}
 
 
 @pytest.fixture(scope="module")
@@ -329,16 +334,16 @@ def test_export_on_torch_is_a_one_line_refusal_naming_the_backend(row, saved_mod
 
 
 @pytest.mark.backends("tensorflow")
-def test_export_onnx_serves_the_twin_logits(row, tmp_path):
-    if row.name not in ONNX_KINDS:
-        pytest.skip(f"ONNX export runs on {', '.join(ONNX_KINDS)} only (time); SavedModel covers {row.name}")
+def test_export_onnx_serves_the_twin_logits(known_bug, row, tmp_path):
+    known_bug("onnx", row)
     import onnxruntime
 
-    path = keras_logits.export(row.model, tmp_path / "onnx", format="onnx", head=row.kind.head, verify="in_process")
+    model = _exposed(row) if row.kind.given_activation else row.model
+    path = keras_logits.export(model, tmp_path / "onnx", format="onnx", head=row.kind.head, verify="in_process")
     session = onnxruntime.InferenceSession(str(path / "model.onnx"))
-    (given,) = session.get_inputs()
+    feed = _by_input_name([given.name for given in session.get_inputs()], row.x)
     names = [output.name for output in session.get_outputs()]
-    values = dict(zip(names, session.run(None, {given.name: row.x})))
+    values = dict(zip(names, session.run(None, feed)))
     _assert_logits_and_probabilities(row, values["logits"].astype("float64"),
                                      values["probabilities"].astype("float64"))
 
