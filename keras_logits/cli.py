@@ -110,6 +110,13 @@ def _inspect_export(path: Path) -> None:
     print(f"Export: {path} ({manifest['format']}), made with keras-logits {manifest['versions']['keras_logits']}")
     print(f"Head: {head['activation']} over {head['num_classes']} classes (layer '{head['layer']}', "
           f"{'fused' if head['fused'] else 'separate'}); class_id = {head['class_id']}")
+    from keras_logits.class_ids import positions
+
+    probabilities = next((o for o in manifest["outputs"] if o["name"] == "probabilities"), None)
+    per_position = positions(probabilities["shape"], head.get("axis", -1)) if probabilities else ()
+    if per_position:
+        print(f"  per-position head, positions ({', '.join(str(size) for size in per_position)}): "
+              "one prediction per position")
     if head.get("class_names"):
         print(f"Classes: {', '.join(head['class_names'])}")
     for spec in manifest["inputs"]:

@@ -321,6 +321,15 @@ def test_predict_console_summarises_a_per_position_head_per_sample_and_inspect_n
     assert "per-position head, positions (6, 5)" in cli("inspect", root / "seg.keras").stdout
 
 
+def test_inspect_of_a_per_position_export_names_the_positions(segmentation_file, tmp_path):
+    _, root = segmentation_file
+    assert cli("export", root / "seg.keras", tmp_path / "export", "--no-verify").returncode == 0
+    inspected = cli("inspect", tmp_path / "export")
+    assert inspected.returncode == 0, inspected.stderr
+    assert "per-position head, positions (6, 5)" in inspected.stdout
+    assert "Output: class_id int64 [None, 6, 5]" in inspected.stdout
+
+
 def test_predict_keeps_integer_ids_above_two_to_the_24_exact(tmp_path):
     keras.utils.set_random_seed(0)
     ids = keras.Input((2,), dtype="int64", name="ids")
