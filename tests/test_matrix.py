@@ -1,19 +1,18 @@
 """Closure: every kind of model the package accepts or produces, through every consumer.
 
-Each row (a model kind) goes through each column (a consumer). A cell is either right against an
-independent reference (a twin of the model built without the head's activation, with the same
-weights; NumPy math; the original model's own predict) or a documented refusal: an exception whose
-message is one line and names the way forward. Never a wrong value, never a raw traceback.
-
-New kinds of model get a row in `KINDS`; new consumers get a test function below.
+Rows (model kinds) are in tests/matrix_kinds.py; each test function here is a column (a consumer). A cell
+is either right against an independent reference (a twin of the model built without the head's
+activation, given the same weights; NumPy math; the model's own predict) or a documented refusal whose
+message is one line and names a way forward that works. Never a wrong value, never a raw traceback.
+New kinds of model get a row in `KINDS`; new consumers get a test function here.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import os
-from typing import Callable, Optional
+import importlib.util
+from typing import Optional
 
 import keras
 import numpy as np
@@ -21,200 +20,20 @@ import pytest
 
 import keras_logits
 from keras_logits import scores
+from keras_logits.head import model_outputs
 from tests.conftest import BACKEND, logit_tolerance
+from tests.matrix_kinds import BATCH, KINDS, LOGITS_MODEL_RECORDS_ACTIVATION, SCRATCH, Kind, numpy_activation
 
-NUM_CLASSES = 4
-BATCH = 8
 EXPORT_BACKENDS = ("tensorflow", "jax")
 
-
-@dataclasses.dataclass
-class Kind:
-    """One row of the matrix.
-
-    `build(linear)` returns the model; with `linear=True` the twin whose output is the logits of the
-    same head (no activation), to receive the model's weights. `head` is the output to pick on
-    multi-head models; `refused` maps consumer names to a text their refusal must contain.
-    """
-
-    build: Callable
-    activation: str = "softmax"
-    inputs: Callable = None
-    head: Optional[str] = None
-    per_position: bool = False
-    temperature: float = 1.0
-    refused: dict = dataclasses.field(default_factory=dict)
-
-
-def _features(shape=(6,)):
-    return lambda rng: rng.normal(size=(BATCH, *shape)).astype("float32")
-
-
-def _dense_trunk(inputs):
-    return keras.layers.Dense(8, activation="relu", name="trunk")(inputs)
-
-
-def _fused(linear):
-    inputs = keras.Input((6,), name="x")
-    outputs = keras.layers.Dense(NUM_CLASSES, activation=None if linear else "softmax", name="classifier")(
-        _dense_trunk(inputs))
-    return keras.Model(inputs, outputs, name="fused")
-
-
-def _separate(linear):
-    inputs = keras.Input((6,), name="x")
-    scores_ = keras.layers.Dense(NUM_CLASSES, name="scores")(_dense_trunk(inputs))
-    return keras.Model(inputs, scores_ if linear else keras.layers.Activation("softmax", name="act")(scores_),
-                       name="separate")
-
-
-def _softmax_layer(linear):
-    inputs = keras.Input((6,), name="x")
-    scores_ = keras.layers.Dense(NUM_CLASSES, name="scores")(_dense_trunk(inputs))
-    return keras.Model(inputs, scores_ if linear else keras.layers.Softmax(name="softmax")(scores_),
-                       name="softmax_layer")
-
-
-def _ops_softmax(linear):
-    inputs = keras.Input((6,), name="x")
-    scores_ = keras.layers.Dense(NUM_CLASSES, name="scores")(_dense_trunk(inputs))
-    return keras.Model(inputs, scores_ if linear else keras.ops.softmax(scores_), name="ops_softmax")
-
-
-def _binary(linear):
-    inputs = keras.Input((6,), name="x")
-    outputs = keras.layers.Dense(1, activation=None if linear else "sigmoid", name="classifier")(
-        _dense_trunk(inputs))
-    return keras.Model(inputs, outputs, name="binary")
-
-
-def _multi_label(linear):
-    inputs = keras.Input((6,), name="x")
-    outputs = keras.layers.Dense(NUM_CLASSES, activation=None if linear else "sigmoid", name="tags")(
-        _dense_trunk(inputs))
-    return keras.Model(inputs, outputs, name="multi_label")
-
-
-def _nested_backbone(linear):
-    backbone = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu")], name="backbone")
-    return keras.Sequential([keras.Input((6,), name="x"), backbone,
-                             keras.layers.Dense(NUM_CLASSES, activation=None if linear else "softmax",
-                                                name="classifier")], name="nested_backbone")
-
-
-def _nested_head(linear):
-    head = keras.Sequential([keras.Input((8,)), keras.layers.Dropout(0.1),
-                             keras.layers.Dense(NUM_CLASSES, activation=None if linear else "softmax",
-                                                name="classifier")], name="head_model")
-    return keras.Sequential([keras.Input((6,), name="x"), keras.layers.Dense(8, activation="relu"), head],
-                            name="nested_head")
-
-
-def _multi_head(linear):
-    inputs = keras.Input((6,), name="x")
-    trunk = _dense_trunk(inputs)
-    kind = keras.layers.Dense(NUM_CLASSES, activation=None if linear else "softmax", name="kind")(trunk)
-    tags = keras.layers.Dense(3, activation="sigmoid", name="tags")(trunk)
-    if linear:
-        return keras.Model(inputs, kind, name="multi_head_twin")
-    return keras.Model(inputs, {"kind": kind, "tags": tags}, name="multi_head")
-
-
-def _multi_input(linear):
-    left, right = keras.Input((6,), name="left"), keras.Input((3,), name="right")
-    merged = keras.layers.Concatenate()([_dense_trunk(left), right])
-    outputs = keras.layers.Dense(NUM_CLASSES, activation=None if linear else "softmax", name="classifier")(merged)
-    return keras.Model([left, right], outputs, name="multi_input")
-
-
-def _mixed_precision(linear):
-    if linear:  # the reference twin computes in float32
-        return _fused(linear)
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
-        return _fused(linear)
-    finally:
-        keras.config.set_dtype_policy("float32")
-
-
-def _with_logits_head(linear):
-    inputs = keras.Input((6,), name="x")
-    logits = keras.layers.Dense(NUM_CLASSES, name="scores")(_dense_trunk(inputs))
-    if linear:
-        return keras.Model(inputs, logits, name="logits_head_twin")
-    return keras.Model(inputs, keras_logits.LogitsHead("softmax")(logits), name="with_logits_head")
-
-
-def _exposed(linear):
-    model = _fused(linear)
-    return model if linear else keras_logits.expose(model)
-
-
-def _saved_exposed(linear, root=None):
-    model = _fused(linear)
-    if linear:
-        return model
-    path = os.path.join(_SCRATCH["root"], "exposed_by_cli.keras")
-    model.save(path.replace("exposed_by_cli", "original"))
-    from keras_logits.cli import main
-
-    assert main(["expose", path.replace("exposed_by_cli", "original"), path, "--overwrite"]) == 0
-    return keras.saving.load_model(path, safe_mode=True)
-
-
-def _temperature(linear):
-    model = _fused(linear)
-    return model if linear else keras_logits.expose(model, temperature=2.0)
-
-
-def _segmentation(linear):
-    inputs = keras.Input((6, 6, 2), name="image")
-    hidden = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    outputs = keras.layers.Conv2D(NUM_CLASSES, 1, activation=None if linear else "softmax", name="pixels")(hidden)
-    return keras.Model(inputs, outputs, name="segmentation")
-
-
-def _tokens(rng):
-    ids = rng.integers(1, 20, size=(BATCH, 5))
-    ids[::2, 3:] = 0  # padding at the end of every other sequence
-    return ids.astype("int32")
-
-
-def _tagger(linear):
-    inputs = keras.Input((5,), dtype="int32", name="tokens")
-    hidden = keras.layers.Embedding(20, 8, mask_zero=True)(inputs)
-    hidden = keras.layers.Dense(8, activation="relu")(hidden)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation=None if linear else "softmax", name="tags")(hidden)
-    return keras.Model(inputs, outputs, name="tagger")
-
-
-def _time_distributed(linear):
-    inputs = keras.Input((5, 6), name="steps")
-    dense = keras.layers.Dense(NUM_CLASSES, activation=None if linear else "softmax", name="tags")
-    return keras.Model(inputs, keras.layers.TimeDistributed(dense, name="per_step")(inputs), name="td_tagger")
-
-
-_SCRATCH = {}
-
-KINDS = {
-    "fused_dense": Kind(_fused, inputs=_features()),
-    "separate_activation": Kind(_separate, inputs=_features()),
-    "softmax_layer": Kind(_softmax_layer, inputs=_features()),
-    "ops_softmax": Kind(_ops_softmax, inputs=_features()),
-    "sigmoid_binary": Kind(_binary, activation="sigmoid", inputs=_features()),
-    "sigmoid_multi_label": Kind(_multi_label, activation="sigmoid", inputs=_features()),
-    "nested_backbone": Kind(_nested_backbone, inputs=_features()),
-    "head_in_nested_model": Kind(_nested_head, inputs=_features()),
-    "multi_head": Kind(_multi_head, inputs=_features(), head="kind"),
-    "multi_input": Kind(_multi_input, inputs=lambda rng: [_features()(rng), _features((3,))(rng)]),
-    "mixed_precision": Kind(_mixed_precision, inputs=_features()),
-    "built_with_logits_head": Kind(_with_logits_head, inputs=_features()),
-    "exposed": Kind(_exposed, inputs=_features()),
-    "exposed_by_cli_and_reloaded": Kind(_saved_exposed, inputs=_features()),
-    "temperature_baked_in": Kind(_temperature, inputs=_features(), temperature=2.0),
-    "segmentation": Kind(_segmentation, inputs=_features((6, 6, 2)), per_position=True),
-    "masked_token_tagger": Kind(_tagger, inputs=_tokens, per_position=True),
-    "time_distributed_tagger": Kind(_time_distributed, inputs=_features((5, 6)), per_position=True),
+# Cells that show a bug in the package: (consumer, kind) -> (backends, reason). Strict xfails until fixed.
+_HUB_ON_JAX = ("export of a KerasHub image task on JAX: a raw Resizing/jax2tf TypeError ('_DimExpr') instead of "
+               "a one-line refusal naming KERAS_BACKEND=tensorflow")
+KNOWN_BUGS = {
+    ("onnx", "mixed_precision"): (("tensorflow",), "export(format='onnx') of a mixed_float16 model fails its own "
+                                  "verification: 1e-5 tolerance for float16 compute (onnxruntime differs by ~2e-4)"),
+    ("export", "keras_hub_image_classifier"): (("jax",), _HUB_ON_JAX),
+    ("cli", "keras_hub_image_classifier"): (("jax",), _HUB_ON_JAX),
 }
 
 
@@ -222,183 +41,397 @@ KINDS = {
 class Row:
     """A built kind: the model, its inputs and labels, and the independent references."""
 
+    name: str
     kind: Kind
     model: keras.Model
     x: object
     labels: np.ndarray
-    logits: np.ndarray  # the no-activation twin's output, divided by the baked-in temperature
-    probabilities: np.ndarray  # the original model's own predict (the activation of `logits` for exposed kinds)
-    mask: Optional[np.ndarray]
+    logits: np.ndarray  # the no-activation twin's predict, divided by a baked-in temperature
+    probabilities: np.ndarray  # NumPy's activation of `logits`
+    keep: np.ndarray  # the positions that count: all, or the Keras mask of a token tagger
+
+    @property
+    def mixed(self) -> bool:
+        return self.model.dtype_policy.name.startswith("mixed")
+
+    @property
+    def tolerance(self) -> float:
+        return 2e-2 if self.mixed else 1e-5
 
 
-def _activate(logits, activation):
-    if activation == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = logits - logits.max(-1, keepdims=True)
-    return np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+@pytest.fixture
+def known_bug(request):
+    """`known_bug(consumer, row)` marks the running cell as a strict xfail where KNOWN_BUGS lists it."""
+
+    def mark(consumer: str, row: "Row"):
+        backends, reason = KNOWN_BUGS.get((consumer, row.name), ((), None))
+        if BACKEND in backends:
+            request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
+    return mark
 
 
-def _labels(rng, kind: Kind, logits):
-    if kind.activation == "sigmoid":
-        return rng.integers(0, 2, size=logits.shape).astype("float32")
-    return rng.integers(0, NUM_CLASSES, size=logits.shape[:-1]).astype("int32")
-
-
-@pytest.fixture(scope="module", params=sorted(KINDS))
+@pytest.fixture(scope="module", params=list(KINDS))
 def row(request, tmp_path_factory):
     name = request.param
     kind = KINDS[name]
-    _SCRATCH["root"] = str(tmp_path_factory.mktemp(name))
+    if kind.needs and importlib.util.find_spec(kind.needs) is None:
+        pytest.skip(f"the {name} row needs the optional {kind.needs} package")
+    SCRATCH["root"] = str(tmp_path_factory.mktemp(name))
+    keras.config.set_dtype_policy("float32")
     keras.utils.set_random_seed(0)
     model = kind.build(False)
     twin = kind.build(True)
-    original_weights = [w for w in model.weights]
-    twin.set_weights([keras.ops.convert_to_numpy(w) for w in original_weights][: len(twin.weights)])
+    twin.set_weights([keras.ops.convert_to_numpy(w) for w in model.weights][: len(twin.weights)])
     rng = np.random.default_rng(0)
     x = kind.inputs(rng)
     logits = np.asarray(twin.predict(x, verbose=0), dtype="float64") / kind.temperature
-    mask = None
-    if name == "masked_token_tagger":
-        mask = np.asarray(x) != 0
-    return Row(kind, model, x, _labels(rng, kind, logits), logits, _activate(logits, kind.activation), mask)
+    if kind.activation == "sigmoid":
+        labels = rng.integers(0, 2, size=logits.shape).astype("float32")
+    else:
+        labels = rng.integers(0, logits.shape[-1], size=logits.shape[:-1]).astype("int32")
+    keep = np.asarray(x) != 0 if kind.masked else np.ones(logits.shape[:-1], bool)
+    return Row(name, kind, model, x, labels, logits, numpy_activation(logits, kind.activation), keep)
 
 
-def _one_line_refusal(error: BaseException, expected: str):
-    message = str(error)
-    assert expected in message, message
-    assert "Traceback" not in message
-
-
-def _exposed(row: Row):
+def _exposed(row: Row) -> keras.Model:
+    """The exposed model, the way the package's docs say to get it for this kind."""
+    if row.kind.given_activation:
+        return keras_logits.expose(row.model, activation=row.kind.given_activation)
     return keras_logits.ensure_exposed(row.model, head=row.kind.head)[0]
+
+
+@pytest.fixture(scope="module")
+def exposed_outputs(row):
+    outputs = _exposed(row).predict(row.x, verbose=0)
+    return {key: np.asarray(value) for key, value in outputs.items()}
+
+
+def _assert_logits_and_probabilities(row: Row, logits, probabilities, tolerance: Optional[float] = None):
+    tolerance = row.tolerance if tolerance is None else tolerance
+    keep = row.keep
+    np.testing.assert_allclose(logits[keep], row.logits[keep], rtol=0,
+                               atol=max(tolerance, logit_tolerance(row.logits)))
+    np.testing.assert_allclose(probabilities[keep], row.probabilities[keep], rtol=0, atol=tolerance)
+
+
+def _one_line_refusal(message: str, *expected: str):
+    assert "\n" not in message.strip() and "Traceback" not in message, message
+    for text in expected:
+        assert text in message, message
+
+
+def _kept(row: Row, values):
+    return np.asarray(values, dtype="float64")[row.keep]
 
 
 # ---- consumers -----------------------------------------------------------------------------------
 
 
-def test_find_head(row):
-    heads = keras_logits.find_heads(row.model)
-    head = keras_logits.find_head(row.model, output=row.kind.head or (
-        "probabilities" if "probabilities" in heads else None))
+def test_find_head_names_the_activation_and_classes(known_bug, row):
+    known_bug("find_head", row)
+    output = row.kind.head or ("probabilities" if row.kind.exposed else None)
+    head = keras_logits.find_head(row.model, output=output, activation=row.kind.given_activation)
+    heads = keras_logits.find_heads(row.model, activation=row.kind.given_activation)
     assert head.activation == row.kind.activation
     assert head.num_classes == row.logits.shape[-1]
+    assert head.output_name in heads
+    if row.kind.head:  # several heads: without a name the refusal says how to pick one, and that works
+        with pytest.raises(ValueError) as error:
+            keras_logits.find_head(row.model)
+        _one_line_refusal(str(error.value), "output=")
+    if row.kind.given_activation:  # logits out: the refusal asks for the activation, which works (above)
+        with pytest.raises(ValueError) as error:
+            keras_logits.find_head(row.model)
+        _one_line_refusal(str(error.value), f"activation='{row.kind.given_activation}'")
 
 
-def test_expose_and_predict(row):
-    outputs = _exposed(row).predict(row.x, verbose=0)
-    logits, probabilities = np.asarray(outputs["logits"]), np.asarray(outputs["probabilities"])
-    tolerance = 1e-2 if "mixed" in row.model.name or row.model.dtype_policy.name.startswith("mixed") else 1e-5
+def test_expose_and_predict_match_the_no_activation_twin(known_bug, row, exposed_outputs):
+    known_bug("expose", row)
+    logits, probabilities = exposed_outputs["logits"], exposed_outputs["probabilities"]
     assert logits.dtype == np.float32 and probabilities.dtype == np.float32
-    if row.mask is not None:  # only the kept positions are defined (masked softmax) / compared
-        logits, reference, probabilities = logits[row.mask], row.logits[row.mask], probabilities[row.mask]
-        expected = row.probabilities[row.mask]
-    else:
-        reference, expected = row.logits, row.probabilities
-    np.testing.assert_allclose(logits, reference, atol=max(tolerance, logit_tolerance(reference)))
-    np.testing.assert_allclose(probabilities, expected, atol=tolerance)
-    np.testing.assert_allclose(probabilities, _activate(logits.astype("float64"), row.kind.activation),
-                               atol=max(tolerance, 1e-5))
+    assert logits.shape == row.logits.shape
+    _assert_logits_and_probabilities(row, logits, probabilities)
+    own = row.model.predict(row.x, verbose=0)  # the model's own predict agrees with its exposed twin output
+    own = own[row.kind.head or row.kind.own_output] if isinstance(own, dict) else own
+    np.testing.assert_allclose(_kept(row, own), _kept(row, exposed_outputs[row.kind.own_output]), rtol=0,
+                               atol=row.tolerance)
 
 
-def _numpy_summary(row: Row):
-    """Mean logit, mean confidence and accuracy over the kept positions, computed here in NumPy."""
-    logits, labels = row.logits, row.labels
-    keep = row.mask if row.mask is not None else np.ones(logits.shape[:-1], bool)
-    p = _activate(logits, row.kind.activation)
+def _numpy_statistics(row: Row) -> dict:
+    """Mean logit, confidence and accuracy over the kept positions, in NumPy float64."""
+    p = row.probabilities
     if row.kind.activation == "softmax":
-        confidence = p.max(-1)[keep]
-        correct = (p.argmax(-1) == labels)[keep]
+        confidence, correct = p.max(-1), p.argmax(-1) == row.labels
     else:
-        confidence = np.maximum(p, 1 - p)[keep]
-        correct = ((p >= 0.5) == (labels >= 0.5))[keep]
-    return {"mean": logits[keep].mean(), "confidence": confidence.mean(), "accuracy": correct.mean()}
+        confidence, correct = np.maximum(p, 1 - p).mean(-1), ((p >= 0.5) == (row.labels >= 0.5)).mean(-1)
+    keep = row.keep
+    return {"mean": row.logits[keep].mean(), "confidence": confidence[keep].mean(),
+            "accuracy": correct[keep].mean()}
 
 
-def test_default_metrics_in_evaluate(row):
+def _loss(activation):
+    if activation == "sigmoid":
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def test_default_metrics_in_evaluate_equal_numpy(known_bug, row):
+    known_bug("metrics", row)
     exposed = _exposed(row)
-    loss = (keras.losses.BinaryCrossentropy(from_logits=True) if row.kind.activation == "sigmoid"
-            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    exposed.compile(loss={"logits": loss}, metrics={"logits": keras_logits.metrics.default_metrics(
-        row.kind.activation)})
+    exposed.compile(loss={"logits": _loss(row.kind.activation)},
+                    metrics={"logits": keras_logits.metrics.default_metrics(row.kind.activation)})
     results = exposed.evaluate(row.x, row.labels, batch_size=BATCH, verbose=0, return_dict=True)
-    reference = _numpy_summary(row)
-    tolerance = 2e-2 if row.model.dtype_policy.name.startswith("mixed") else 1e-4
-    assert results["logits_mean"] == pytest.approx(reference["mean"], abs=tolerance)
+    reference = _numpy_statistics(row)
+    tolerance = 2e-2 if row.mixed else 1e-4
+    assert results["logits_mean"] == pytest.approx(reference["mean"], abs=tolerance * max(1, abs(reference["mean"])))
     assert results["logits_confidence"] == pytest.approx(reference["confidence"], abs=tolerance)
 
 
-def test_logits_logger_fit_writes_files_that_read_back(row, tmp_path):
+def test_logits_logger_fit_writes_csv_tensorboard_and_npz_that_read_back(known_bug, row, tmp_path):
+    known_bug("logger", row)
+    from tensorboard.backend.event_processing import event_accumulator
+
     exposed = _exposed(row)
-    loss = "binary_crossentropy" if row.kind.activation == "sigmoid" else "sparse_categorical_crossentropy"
-    exposed.compile(optimizer="sgd", loss={"probabilities": loss})
+    exposed.compile(optimizer=keras.optimizers.SGD(0.01), loss={"logits": _loss(row.kind.activation)})
     logger = keras_logits.LogitsLogger((row.x, row.labels), log_dir=tmp_path / "tb", csv_path=tmp_path / "log.csv")
-    exposed.fit(row.x, {"probabilities": row.labels}, epochs=2, batch_size=BATCH, verbose=0, callbacks=[logger])
+    initial = row.model.get_weights()  # training moves the shared weights; the other cells compare with the twin
+    try:
+        history = exposed.fit(row.x, row.labels, epochs=2, batch_size=BATCH, verbose=0, callbacks=[logger])
+        final = np.asarray(exposed.predict(row.x, verbose=0)["logits"], dtype="float64")
+    finally:
+        row.model.set_weights(initial)
+    expected_mean = final[row.keep].mean()  # the probe's mean logit after the last epoch, over kept positions
+    tolerance = 2e-2 if row.mixed else 1e-4
     with open(tmp_path / "log.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert [int(float(r["epoch"])) for r in rows] == [0, 1]
-    snapshots = sorted(p for p in (tmp_path / "tb").rglob("*.npz"))
-    assert len(snapshots) == 2
-    final = exposed.predict(row.x, verbose=0)["logits"]
+    assert float(rows[-1]["probe_logits_mean"]) == pytest.approx(expected_mean, abs=tolerance)
+    assert history.history["probe_logits_mean"][-1] == pytest.approx(expected_mean, abs=tolerance)
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tb" / "keras_logits"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("probe_logits_mean")] == [0, 1]
+    assert events.Scalars("probe_logits_mean")[-1].value == pytest.approx(expected_mean, abs=tolerance)
+    snapshots = sorted((tmp_path / "tb").rglob("epoch_*.npz"))
+    assert [p.name for p in snapshots] == ["epoch_0000.npz", "epoch_0001.npz"]
     with np.load(snapshots[-1]) as snapshot:
-        np.testing.assert_allclose(snapshot["logits"].astype("float32"), final, atol=2e-3, rtol=1e-3)
+        stored = snapshot["logits"].astype("float64")
+    np.testing.assert_allclose(stored[row.keep], final[row.keep], rtol=1e-3, atol=1e-3 if not row.mixed else 2e-2)
 
 
-def test_calibration_and_scores_on_the_exposed_logits(row):
-    logits = np.asarray(_exposed(row).predict(row.x, verbose=0)["logits"], dtype="float64")
-    kept = row.mask if row.mask is not None else np.ones(logits.shape[:-1], bool)
-    confidence = scores.max_probability(logits, row.kind.activation)
-    assert confidence.shape == logits.shape[:-1]
-    p = _activate(logits, row.kind.activation)
-    expected = (p if row.kind.activation == "softmax" else np.maximum(p, 1 - p)).max(-1)
-    np.testing.assert_allclose(confidence[kept], expected[kept], atol=1e-6)
-    report = keras_logits.reliability_report(logits, row.labels, activation=row.kind.activation, from_logits=True,
-                                             mask=row.mask)
-    assert report.accuracy == pytest.approx(_numpy_summary(row)["accuracy"], abs=2e-2 if "mixed" in
-                                            row.model.name else 1e-9)
-    scaler = keras_logits.TemperatureScaling(row.kind.activation).fit(logits, row.labels, mask=row.mask)
+def test_logits_logger_on_the_model_itself_exposes_it_and_logs_the_probe(known_bug, row):
+    """The README's way: compile and fit the model as it is; the logger exposes it (head= on multi-head models)."""
+    known_bug("logger_on_model", row)
+    if row.kind.given_activation:
+        pytest.skip("a logits-only model has no activation to log; see test_consumers_without_activation_...")
+    if BACKEND == "torch" and row.name == "segmentation":  # upstream: fails the same without keras_logits
+        pytest.skip("Keras on torch (CPU): fit of a Conv2D softmax output with sparse_categorical_crossentropy "
+                    "raises 'grad_input must be contiguous' in backward, with or without keras_logits")
+    outputs = set(model_outputs(row.model))
+    if {"logits", "probabilities"} <= outputs:  # exposed, or built with LogitsHead: the loss on the logits
+        # Plain y, as the README does: a y dict keyed only by "logits" raises KeyError in Keras (DESIGN pitfalls).
+        loss, targets = {"logits": _loss(row.kind.activation)}, row.labels
+    elif row.kind.head:  # multi-head: a loss for the head the logger logs
+        loss, targets = {row.kind.head: _probability_loss(row.kind.activation)}, {row.kind.head: row.labels}
+    else:
+        loss, targets = _probability_loss(row.kind.activation), row.labels
+    row.model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss)
+    logger = keras_logits.LogitsLogger((row.x, row.labels), head=row.kind.head, snapshots=False, histograms=False)
+    initial = row.model.get_weights()
+    try:
+        history = row.model.fit(row.x, targets, epochs=1, batch_size=BATCH, verbose=0, callbacks=[logger])
+        final = np.asarray(_exposed(row).predict(row.x, verbose=0)["logits"], dtype="float64")
+    finally:
+        row.model.set_weights(initial)
+    assert history.history["probe_logits_mean"][-1] == pytest.approx(final[row.keep].mean(),
+                                                                     abs=2e-2 if row.mixed else 1e-4)
+
+
+def _probability_loss(activation):
+    return "binary_crossentropy" if activation == "sigmoid" else "sparse_categorical_crossentropy"
+
+
+def test_calibration_and_scores_on_the_exposed_logits_equal_numpy(known_bug, row, exposed_outputs):
+    known_bug("calibration", row)
+    activation = row.kind.activation
+    logits = exposed_outputs["logits"].astype("float64")
+    mask = row.keep if row.kind.masked else None
+    tolerance = 2e-2 if row.mixed else 1e-5
+    p = numpy_activation(logits, activation)
+    expected = p.max(-1) if activation == "softmax" else np.maximum(p, 1 - p).max(-1)
+    np.testing.assert_allclose(scores.max_probability(logits, activation)[row.keep], expected[row.keep], atol=1e-9)
+    assert sorted(scores.ood_scores(logits, activation)) == ["energy", "entropy", "margin", "max_logit",
+                                                             "max_probability"]
+    report = keras_logits.reliability_report(logits, row.labels, activation=activation, from_logits=True, mask=mask)
+    assert report.accuracy == pytest.approx(_numpy_statistics(row)["accuracy"], abs=tolerance)
+    scaler = keras_logits.TemperatureScaling(activation).fit(logits, row.labels, mask=mask)
     assert scaler.transform(logits).shape == logits.shape
+    # The fitted temperature is the NLL's minimum: no worse than T = 1, in NumPy.
+    fitted = float(np.asarray(scaler.temperature).ravel()[0])
+    assert _numpy_nll(row, logits / fitted) <= _numpy_nll(row, logits) + 1e-9
+
+
+def _numpy_nll(row: Row, logits):
+    keep = row.keep
+    if row.kind.activation == "sigmoid":
+        p = np.clip(numpy_activation(logits, "sigmoid"), 1e-12, 1 - 1e-12)
+        return -(row.labels * np.log(p) + (1 - row.labels) * np.log(1 - p))[keep].mean()
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
+    return -np.take_along_axis(log_p, row.labels[..., None].astype(int), -1)[..., 0][keep].mean()
+
+
+def _by_input_name(names, x) -> dict:
+    """The row's inputs keyed by an export's input names (the multi-input kind's are 'left' and 'right')."""
+    if not isinstance(x, list):
+        (name,) = names
+        return {name: x}
+    given = dict(zip(["left", "right"], x))
+    return {name: given[next(key for key in given if name.startswith(key))] for name in names}
+
+
+def _serving_inputs(serve, x):
+    import tensorflow as tf
+
+    specs = serve.structured_input_signature[1]
+    return {name: tf.constant(value, dtype=specs[name].dtype) for name, value in _by_input_name(specs, x).items()}
+
+
+@pytest.fixture(scope="module")
+def saved_model(row, tmp_path_factory):
+    """One verified SavedModel export per kind, shared by the export tests; on torch, the refusal."""
+    path = tmp_path_factory.mktemp(f"{row.name}_export") / "export"
+    # export() takes no activation=: a logits-only model goes through expose first (its documented way).
+    model = _exposed(row) if row.kind.given_activation else row.model
+    try:
+        return keras_logits.export(model, path, head=row.kind.head, verify="in_process")
+    except Exception as error:  # asserted by the cells
+        return error
 
 
 @pytest.mark.backends(*EXPORT_BACKENDS)
-def test_export_saved_model_verified(row, tmp_path):
-    path = keras_logits.export(row.model, tmp_path / "export", head=row.kind.head)
-    manifest = keras_logits.read_manifest(path)
+def test_export_saved_model_serves_the_twin_logits(known_bug, row, saved_model):
+    known_bug("export", row)
+    if isinstance(saved_model, Exception):
+        raise saved_model
+    import tensorflow as tf
+
+    manifest = keras_logits.read_manifest(saved_model)
     assert manifest["verification"] is not None
     assert manifest["head"]["activation"] == row.kind.activation
+    assert manifest["head"]["num_classes"] == row.logits.shape[-1]
+    assert manifest["head"]["temperature"] == (row.kind.temperature if row.kind.temperature != 1.0 else None)
+    serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    outputs = serve(**_serving_inputs(serve, row.x))
+    _assert_logits_and_probabilities(row, outputs["logits"].numpy().astype("float64"),
+                                     outputs["probabilities"].numpy().astype("float64"))
 
 
 @pytest.mark.backends("torch")
-def test_export_on_torch_is_a_clear_refusal(row, tmp_path):
-    with pytest.raises(RuntimeError) as error:
-        keras_logits.export(row.model, tmp_path / "export", head=row.kind.head)
-    _one_line_refusal(error.value, "KERAS_BACKEND=tensorflow")
+def test_export_on_torch_is_a_one_line_refusal_naming_the_backend(row, saved_model):
+    assert isinstance(saved_model, RuntimeError), saved_model
+    _one_line_refusal(str(saved_model), "KERAS_BACKEND=tensorflow", "keras-logits export")
 
 
-@pytest.mark.slow
 @pytest.mark.backends("tensorflow")
-def test_command_line_inspect_expose_export_predict(row, tmp_path, capsys):
+def test_export_onnx_serves_the_twin_logits(known_bug, row, tmp_path):
+    known_bug("onnx", row)
+    import onnxruntime
+
+    model = _exposed(row) if row.kind.given_activation else row.model
+    path = keras_logits.export(model, tmp_path / "onnx", format="onnx", head=row.kind.head, verify="in_process")
+    session = onnxruntime.InferenceSession(str(path / "model.onnx"))
+    feed = _by_input_name([given.name for given in session.get_inputs()], row.x)
+    names = [output.name for output in session.get_outputs()]
+    values = dict(zip(names, session.run(None, feed)))
+    _assert_logits_and_probabilities(row, values["logits"].astype("float64"),
+                                     values["probabilities"].astype("float64"))
+
+
+def _cli(capsys, *arguments) -> tuple:
     from keras_logits.cli import main
 
+    code = main([str(a) for a in arguments])
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("keras-logits: error:")]
+    assert len(errors) == (code != 0), captured.err  # a failure is one error line (progress lines aside)
+    return code, captured.out, errors[0] if errors else captured.err
+
+
+def test_command_line_inspect_expose_export_predict(known_bug, row, tmp_path, capsys):
+    known_bug("cli", row)
     model_path = tmp_path / "model.keras"
     row.model.save(model_path)
-    head = ["--head", row.kind.head] if row.kind.head else []
-    assert main(["inspect", str(model_path), *head]) == 0, capsys.readouterr().err
-    assert main(["expose", str(model_path), str(tmp_path / "exposed.keras"), *head]) == 0, capsys.readouterr().err
-    assert main(["export", str(model_path), str(tmp_path / "export"), "--no-verify", *head]) == 0, \
-        capsys.readouterr().err
-    x = row.x if not isinstance(row.x, list) else None
-    if x is None:  # predict reads one input array
-        assert main(["predict", str(model_path), str(tmp_path / "x.npy"), *head]) == 1
+    options = [*(["--head", row.kind.head] if row.kind.head else []),
+               *(["--activation", row.kind.given_activation] if row.kind.given_activation else [])]
+    code, out, err = _cli(capsys, "inspect", model_path, *options)
+    assert code == 0, err
+    assert row.kind.activation in out
+    code, _, err = _cli(capsys, "expose", model_path, tmp_path / "exposed.keras", *options)
+    assert code == 0, err
+    exposed_file = keras.saving.load_model(tmp_path / "exposed.keras", safe_mode=True)
+    outputs = exposed_file.predict(row.x, verbose=0)
+    _assert_logits_and_probabilities(row, np.asarray(outputs["logits"], "float64"),
+                                     np.asarray(outputs["probabilities"], "float64"))
+
+    code, _, err = _cli(capsys, "export", model_path, tmp_path / "export", "--verify", "in_process", *options)
+    targets = [(model_path, options), (tmp_path / "exposed.keras", [])]
+    if BACKEND in EXPORT_BACKENDS:
+        assert code == 0, err
+        targets.append((tmp_path / "export", []))
+    else:
+        assert code == 1
+        _one_line_refusal(err.strip(), "KERAS_BACKEND=tensorflow")
+
+    if isinstance(row.x, list):  # predict reads one input array: a one-line refusal naming the Python way
+        np.save(tmp_path / "x.npy", row.x[0])
+        code, _, err = _cli(capsys, "predict", model_path, tmp_path / "x.npy")
+        assert code == 1
+        _one_line_refusal(err.strip(), "takes 2 inputs", "keras_logits.expose")
         return
-    np.save(tmp_path / "x.npy", x)
-    for target in (model_path, tmp_path / "exposed.keras", tmp_path / "export"):
+    np.save(tmp_path / "x.npy", row.x)
+    for target, target_options in targets:
         output = tmp_path / f"predictions_{target.stem}.npz"
-        assert main(["predict", str(target), str(tmp_path / "x.npy"), "--output", str(output), *(
-            head if target == model_path else [])]) == 0, capsys.readouterr().err
+        code, _, err = _cli(capsys, "predict", target, tmp_path / "x.npy", "--output", output, *target_options)
+        assert code == 0, f"{target.name}: {err}"
         with np.load(output) as predictions:
-            kept = row.mask if row.mask is not None else np.ones(row.logits.shape[:-1], bool)
-            np.testing.assert_allclose(predictions["logits"][kept], row.logits[kept],
-                                       atol=max(1e-2, logit_tolerance(row.logits)))
-            expected_ids = (row.probabilities.argmax(-1) if row.kind.activation == "softmax"
-                            else (row.probabilities >= 0.5).astype("int64"))
-            assert predictions["class_id"].shape == expected_ids.shape
+            _assert_logits_and_probabilities(row, predictions["logits"].astype("float64"),
+                                             predictions["probabilities"].astype("float64"))
+            ids = predictions["class_id"]
+        expected = (row.probabilities.argmax(-1) if row.kind.activation == "softmax"
+                    else (row.probabilities >= 0.5).astype("int64"))
+        assert ids.shape == expected.shape
+        keep = row.keep[..., None] if ids.ndim > row.keep.ndim else row.keep  # sigmoid ids: one per label
+        decided = keep & (np.abs(row.probabilities - 0.5) > 1e-3) if row.kind.activation == "sigmoid" else keep
+        np.testing.assert_array_equal(ids[decided], expected[decided])
+
+
+_NO_ACTIVATION_ARGUMENT = ("the refusal advises activation='softmax', which {} does not accept "
+                           "(the way forward is expose(model, activation=...) first)")
+
+
+def _no_activation_bug(consumer: str):
+    if LOGITS_MODEL_RECORDS_ACTIVATION:
+        return ()
+    return pytest.mark.xfail(strict=True, reason=_NO_ACTIVATION_ARGUMENT.format(consumer))
+
+
+@pytest.mark.parametrize("consumer", [pytest.param("logger", marks=_no_activation_bug("LogitsLogger")),
+                                      pytest.param("export", marks=_no_activation_bug("export()"))])
+def test_consumers_without_activation_refuse_a_logits_only_model_with_advice_that_works(consumer, tmp_path):
+    """A model that outputs logits (logits_model): consumers that take no activation= say to expose it first."""
+    if LOGITS_MODEL_RECORDS_ACTIVATION:
+        pytest.skip("logits_model records its activation: the matrix's logits_model row takes every consumer as is")
+    model = KINDS["logits_model"].build(False)
+    x = np.random.default_rng(0).normal(size=(BATCH, 6)).astype("float32")
+    with pytest.raises(ValueError) as error:
+        if consumer == "export":
+            if BACKEND not in EXPORT_BACKENDS:
+                pytest.skip(f"export needs the tensorflow or jax backend (running {BACKEND})")
+            keras_logits.export(model, tmp_path / "export")
+        else:
+            model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            model.fit(x, np.zeros(BATCH, "int32"), epochs=1, verbose=0,
+                      callbacks=[keras_logits.LogitsLogger((x, np.zeros(BATCH, "int32")))])
+    _one_line_refusal(str(error.value), "activation='softmax'")
+    assert "expose" in str(error.value), f"advice names no way to give {consumer} an activation: {error.value}"
