@@ -127,8 +127,10 @@ def export(
             started = time.perf_counter()
             run = verification.run_consumer if process == "fresh_process" else verification.run_in_process
             actual = run(str(staging), format, sample)
-            differences = verification.compare(expected, actual, format)
-            checked = (differences, verification.tolerances(expected), process, time.perf_counter() - started)
+            precision = _precision(graph)
+            differences = verification.compare(expected, actual, format, precision)
+            checked = (differences, verification.tolerances(expected, precision), process,
+                       time.perf_counter() - started)
         manifest = _manifest(graph, head, class_names, format, checked, len(next(iter(sample.values()))))
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _install(staging, target)
@@ -309,6 +311,13 @@ def _manifest(graph, head, class_names, format, checked, batch_size) -> dict:
 def _exported_dtype(name, tensor) -> str:
     # Class ids are int64 in every export; the JAX backend computes int32 and the wrapper casts.
     return "int64" if name == "class_id" else keras.backend.standardize_dtype(tensor.dtype)
+
+
+def _precision(graph) -> float:
+    """The verification tolerance of the lowest precision any layer of `graph` computes in."""
+    dtypes = {keras.backend.standardize_dtype(layer.compute_dtype)
+              for layer in graph._flatten_layers(include_self=False, recursive=True)}
+    return max(verification.PRECISION.get(dtype, verification.PRECISION["float32"]) for dtype in dtypes | {"float32"})
 
 
 def _temperature(graph):

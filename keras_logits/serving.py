@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import warnings
 
 import keras
@@ -144,7 +145,16 @@ class _ClassId(keras.layers.Layer):
 def write(model, directory: str, format: str) -> None:
     """Writes `model`'s serving graph into the existing, empty `directory`."""
     if format == "tf_saved_model" and keras.backend.backend() == "jax":
-        _write_saved_model_from_jax(model, directory)
+        try:
+            _write_saved_model_from_jax(model, directory)
+        except Exception as error:  # jax2tf cannot trace every graph with free dimensions (e.g. Resizing)
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+            reason = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+            raise RuntimeError(
+                f"The JAX backend cannot convert model '{model.name}' to a SavedModel (jax2tf: {reason[:200]}). "
+                "Export it on the TensorFlow backend: save a .keras file and run KERAS_BACKEND=tensorflow "
+                "keras-logits export model.keras <dir>."
+            ) from error
     elif format == "tf_saved_model":
         model.export(directory, format="tf_saved_model", verbose=False)
     else:

@@ -18,9 +18,6 @@ import keras_logits
 NUM_CLASSES = 4
 BATCH = 8
 SCRATCH = {}  # the module fixture's temporary directory, for kinds that go through files
-# main's logits_model ends in layers.Logits, which records the activation, so consumers need no activation=;
-# before that merge, a logits-only model needs activation= (remove this switch once both are on main).
-LOGITS_MODEL_RECORDS_ACTIVATION = hasattr(keras_logits.layers, "Logits")
 
 
 @dataclasses.dataclass
@@ -239,7 +236,7 @@ KINDS = {
     "masked_token_tagger": Kind(masked_tagger, tokens, masked=True),
     "time_distributed_tagger": Kind(time_distributed, features((5, 6))),
     "logits_model": Kind(logits_only, features(),
-                         given_activation=None if LOGITS_MODEL_RECORDS_ACTIVATION else "softmax", own_output="logits"),
+                         own_output="logits"),
     "keras_hub_image_classifier": Kind(hub_image_classifier, raw_images, needs="keras_hub"),
 }
 

@@ -29,6 +29,7 @@ MODULES = [
     "keras_logits.predict_input",
     "keras_logits.class_ids",
     "keras_logits.serving",
+    "keras_logits.verification",
     pytest.param("keras_logits.saved_model_scan", marks=pytest.mark.backends("tensorflow", "jax")),  # reads protobufs
 ]
 

@@ -22,19 +22,26 @@ import keras_logits
 from keras_logits import scores
 from keras_logits.head import model_outputs
 from tests.conftest import BACKEND, logit_tolerance
-from tests.matrix_kinds import BATCH, KINDS, LOGITS_MODEL_RECORDS_ACTIVATION, SCRATCH, Kind, numpy_activation
+from tests.matrix_kinds import BATCH, KINDS, SCRATCH, Kind, numpy_activation
 
 EXPORT_BACKENDS = ("tensorflow", "jax")
 
 # Cells that show a bug in the package: (consumer, kind) -> (backends, reason). Strict xfails until fixed.
-_HUB_ON_JAX = ("export of a KerasHub image task on JAX: a raw Resizing/jax2tf TypeError ('_DimExpr') instead of "
-               "a one-line refusal naming KERAS_BACKEND=tensorflow")
-KNOWN_BUGS = {
-    ("onnx", "mixed_precision"): (("tensorflow",), "export(format='onnx') of a mixed_float16 model fails its own "
-                                  "verification: 1e-5 tolerance for float16 compute (onnxruntime differs by ~2e-4)"),
-    ("export", "keras_hub_image_classifier"): (("jax",), _HUB_ON_JAX),
-    ("cli", "keras_hub_image_classifier"): (("jax",), _HUB_ON_JAX),
+KNOWN_BUGS = {}
+
+# Documented refusals: (consumer, kind) -> (backends, text the one-line error must contain).
+_JAX2TF_REFUSAL = "KERAS_BACKEND=tensorflow"
+REFUSALS = {
+    # jax2tf cannot trace Resizing over free image sizes: the JAX export names the TensorFlow way.
+    ("export", "keras_hub_image_classifier"): (("jax",), _JAX2TF_REFUSAL),
+    ("cli", "keras_hub_image_classifier"): (("jax",), _JAX2TF_REFUSAL),
 }
+
+
+def refusal(consumer: str, name: str):
+    """The text the documented refusal of this cell must contain on the running backend, or None."""
+    backends, text = REFUSALS.get((consumer, name), ((), None))
+    return text if BACKEND in backends else None
 
 
 @dataclasses.dataclass
@@ -312,6 +319,11 @@ def saved_model(row, tmp_path_factory):
 @pytest.mark.backends(*EXPORT_BACKENDS)
 def test_export_saved_model_serves_the_twin_logits(known_bug, row, saved_model):
     known_bug("export", row)
+    expected_refusal = refusal("export", row.name)
+    if expected_refusal:
+        assert isinstance(saved_model, RuntimeError), saved_model
+        _one_line_refusal(str(saved_model), expected_refusal)
+        return
     if isinstance(saved_model, Exception):
         raise saved_model
     import tensorflow as tf
@@ -376,7 +388,10 @@ def test_command_line_inspect_expose_export_predict(known_bug, row, tmp_path, ca
 
     code, _, err = _cli(capsys, "export", model_path, tmp_path / "export", "--verify", "in_process", *options)
     targets = [(model_path, options), (tmp_path / "exposed.keras", [])]
-    if BACKEND in EXPORT_BACKENDS:
+    if refusal("cli", row.name):
+        assert code == 1
+        _one_line_refusal(err.strip(), refusal("cli", row.name))
+    elif BACKEND in EXPORT_BACKENDS:
         assert code == 0, err
         targets.append((tmp_path / "export", []))
     else:
@@ -404,34 +419,3 @@ def test_command_line_inspect_expose_export_predict(known_bug, row, tmp_path, ca
         keep = row.keep[..., None] if ids.ndim > row.keep.ndim else row.keep  # sigmoid ids: one per label
         decided = keep & (np.abs(row.probabilities - 0.5) > 1e-3) if row.kind.activation == "sigmoid" else keep
         np.testing.assert_array_equal(ids[decided], expected[decided])
-
-
-_NO_ACTIVATION_ARGUMENT = ("the refusal advises activation='softmax', which {} does not accept "
-                           "(the way forward is expose(model, activation=...) first)")
-
-
-def _no_activation_bug(consumer: str):
-    if LOGITS_MODEL_RECORDS_ACTIVATION:
-        return ()
-    return pytest.mark.xfail(strict=True, reason=_NO_ACTIVATION_ARGUMENT.format(consumer))
-
-
-@pytest.mark.parametrize("consumer", [pytest.param("logger", marks=_no_activation_bug("LogitsLogger")),
-                                      pytest.param("export", marks=_no_activation_bug("export()"))])
-def test_consumers_without_activation_refuse_a_logits_only_model_with_advice_that_works(consumer, tmp_path):
-    """A model that outputs logits (logits_model): consumers that take no activation= say to expose it first."""
-    if LOGITS_MODEL_RECORDS_ACTIVATION:
-        pytest.skip("logits_model records its activation: the matrix's logits_model row takes every consumer as is")
-    model = KINDS["logits_model"].build(False)
-    x = np.random.default_rng(0).normal(size=(BATCH, 6)).astype("float32")
-    with pytest.raises(ValueError) as error:
-        if consumer == "export":
-            if BACKEND not in EXPORT_BACKENDS:
-                pytest.skip(f"export needs the tensorflow or jax backend (running {BACKEND})")
-            keras_logits.export(model, tmp_path / "export")
-        else:
-            model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            model.fit(x, np.zeros(BATCH, "int32"), epochs=1, verbose=0,
-                      callbacks=[keras_logits.LogitsLogger((x, np.zeros(BATCH, "int32")))])
-    _one_line_refusal(str(error.value), "activation='softmax'")
-    assert "expose" in str(error.value), f"advice names no way to give {consumer} an activation: {error.value}"
