@@ -344,7 +344,7 @@ def _check_is_graph_model(model) -> None:
     if not isinstance(model, keras.Model):
         if isinstance(model, (str, os.PathLike)):
             raise TypeError(
-                f"Expected a keras.Model, got the path {str(model)!r}. Load it first with "
+                f"Expected a keras.Model, got {type(model).__name__}, the path {str(model)!r}. Load it first with "
                 "keras.saving.load_model(path), or run the keras-logits command line on the file "
                 "(keras-logits inspect / expose / export PATH)."
             )
