@@ -494,6 +494,15 @@ def _given_head(found: Producer, output_name: str, given_activation: Optional[st
     """An output that is not a head: logits the caller vouches for, or a refusal saying why not."""
     operation = found.operation
     upstream, opaque = search_upstream(found.tensor, outputs_by_id)
+    if upstream and isinstance(operation, keras.layers.Masking):
+        # Replayed on the logits, Masking would compute its mask from the logits' values (zero logits of padding
+        # are masked, their uniform probabilities are not): the two outputs would disagree on the mask.
+        raise NoHead(
+            f"output '{output_name}' comes from layer {describe(operation)} applied to {upstream_list(upstream)}: "
+            "its Keras mask is computed from the probabilities' values, and the logits cannot carry the same "
+            "mask. Put the Masking layer on the inputs (before the classifier), or end the model at the "
+            "softmax/sigmoid (its logits are then found for you)"
+        )
     if upstream:
         outputs = sorted({item.output_name for item in upstream if item.output_name is not None})
         ways = [f"pick a member's own output with head=<one of {outputs}>"] if outputs else []
