@@ -20,13 +20,16 @@ from keras_logits._activations import SUPPORTED_ACTIVATIONS
 from keras_logits.layers import Logits, LogitsHead, MaskedLogits, PreActivation, Temperature
 
 
-# Layers that only move values around: logits stay logits when they pass through.
+# Layers that only move values around, or are the identity at inference (noise and dropout only in training;
+# ActivityRegularization adds a loss on its input): logits stay logits when they pass through.
 _SHAPE_ONLY_LAYERS = (
     keras.layers.Flatten,
     keras.layers.Reshape,
     keras.layers.Dropout,
     keras.layers.Identity,
     keras.layers.Permute,
+    keras.layers.ActivityRegularization,
+    keras.layers.GaussianNoise,
     keras.layers.GaussianDropout,
     keras.layers.AlphaDropout,
     keras.layers.SpatialDropout1D,

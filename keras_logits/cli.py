@@ -66,8 +66,6 @@ def _inspect(arguments) -> None:
         return
     import keras_logits
 
-    from keras_logits.class_ids import positions
-
     model = _load(arguments)
     print(f"Model: '{model.name}' ({type(model).__name__}), {model.count_params():,} parameters")
     if arguments.head is not None:
@@ -75,11 +73,9 @@ def _inspect(arguments) -> None:
     else:
         heads = keras_logits.find_heads(model, activation=arguments.activation)
     for head in heads.values():
-        print(f"Head: {head.describe()}")
-        per_position = positions(head.route[-1].output_tensor.shape, head.axis)
-        if per_position:
-            print(f"  per-position head, positions ({', '.join(str(size) for size in per_position)}): "
-                  "one prediction per position")
+        print(f"Head: {head.describe()}")  # names the positions of a per-position head
+        if head.positions:
+            print("  one prediction per position")
         print(f"  layer: {'/'.join(head.path + (head.layer.name,))} ({type(head.layer).__name__})"
               f"{', nested in ' + ' > '.join(head.path) if head.path else ''}")
         print(f"  logits: output of '{head.logits_layer.name}' ({type(head.logits_layer).__name__})"
@@ -91,6 +87,14 @@ def _layers_minus_two_note(model, head) -> str:
     """Says whether the usual `model.layers[-2].output` recipe gives the logits on this model."""
     if len(model.layers) < 2:
         return "model.layers[-2] does not exist: the model has one layer."
+    from keras_logits.head import model_outputs
+
+    outputs = list(model_outputs(model))
+    if len(outputs) > 1:
+        # One layer cannot be the logits of several heads, and on a multi-output model it may be another head.
+        return (f"model.layers[-2] ('{model.layers[-2].name}') does not apply here: the model has {len(outputs)} "
+                f"outputs {outputs}, and one layer is not the logits of each head. The logits layer of each head "
+                "is listed above; keras_logits.expose(model) returns them all.")
     penultimate = model.layers[-2]
     separate_at_top = not head.fused and head.applied_by_model and not head.path
     if separate_at_top and penultimate.output is head.route[-1].input_tensor:

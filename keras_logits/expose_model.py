@@ -208,6 +208,9 @@ def _follow(route, head: Head, taken: set, temperature=None) -> _Outputs:
     step, rest = route[0], route[1:]
     if step.kind == "shape_only":
         inner = _follow(rest, head, taken, temperature)
+        if isinstance(step.operation, keras.layers.ActivityRegularization):
+            # The identity on values; called on the logits too it would add a second penalty to the loss.
+            return _Outputs(inner.logits, step.replay(inner.probabilities), inner.features)
         return _Outputs(step.replay(inner.logits), step.replay(inner.probabilities), inner.features)
     if step.kind == "nested":
         inner = _follow(rest, head, taken, temperature)

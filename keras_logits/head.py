@@ -8,6 +8,7 @@ models). Everything downstream consumes the `Head` it returns.
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from typing import Any, Optional
 
@@ -98,10 +99,21 @@ class Head:
             kind = "left out by the model, which outputs the logits of"
         elif not self.applied_by_model:
             kind = "given by caller after"
+        positions = self.positions
+        per_position = f", per-position head, positions ({', '.join(str(size) for size in positions)})" if positions else ""
         return (
             f"{self.activation} ({kind} {type(self.layer).__name__} '{where}'), "
-            f"{self.num_classes} classes on axis {self.axis}, output '{self.output_name}'"
+            f"{self.num_classes} classes on axis {self.axis}{per_position}, output '{self.output_name}'"
         )
+
+    @property
+    def positions(self) -> tuple:
+        """Sizes of the model output's axes between batch and classes (pixels, tokens); `()` for one per sample."""
+        if not self.route:
+            return ()
+        # route[0] produced the model output itself: shape-only layers after the head may add or remove positions.
+        shape = tuple(self.route[0].output_tensor.shape)
+        return shape[1:-1] if len(shape) > 2 else ()
 
 
 def find_head(model, *, output: Optional[str] = None, activation: Optional[str] = None) -> Head:
@@ -140,6 +152,7 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     ('cls', 'softmax', True, 3)
     """
     heads, problems = _heads_and_problems(model, activation)
+    output = _exposed_output_name(output, heads, problems)
     if output is not None and output in problems:
         raise ValueError(
             f"Model '{model.name}' has no classification output named '{output}' (its classification outputs "
@@ -215,6 +228,14 @@ def _heads_and_problems(model, activation):
             del heads[name]
             problems[name] = NoHead(f"output '{name}' is the logits of output '{twin}'; use that one")
     return heads, problems
+
+
+def _exposed_output_name(output: Optional[str], heads: dict, problems: dict) -> Optional[str]:
+    """`output`, or `'<output>/probabilities'` where `expose` renamed a multi-head model's output `output` so."""
+    if output is None or output in heads or output in problems:
+        return output
+    renamed = f"{output}/probabilities"
+    return renamed if renamed in heads else output
 
 
 def _logits_tensor(head: Head):
@@ -321,6 +342,12 @@ def model_inputs(model):
 
 def _check_is_graph_model(model) -> None:
     if not isinstance(model, keras.Model):
+        if isinstance(model, (str, os.PathLike)):
+            raise TypeError(
+                f"Expected a keras.Model, got {type(model).__name__}, the path {str(model)!r}. Load it first with "
+                "keras.saving.load_model(path), or run the keras-logits command line on the file "
+                "(keras-logits inspect / expose / export PATH)."
+            )
         if any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__):
             raise TypeError(
                 f"Model '{getattr(model, 'name', '?')}' is a Keras 2 (tf_keras) {type(model).__name__}; "
@@ -467,6 +494,15 @@ def _given_head(found: Producer, output_name: str, given_activation: Optional[st
     """An output that is not a head: logits the caller vouches for, or a refusal saying why not."""
     operation = found.operation
     upstream, opaque = search_upstream(found.tensor, outputs_by_id)
+    if upstream and isinstance(operation, keras.layers.Masking):
+        # Replayed on the logits, Masking would compute its mask from the logits' values (zero logits of padding
+        # are masked, their uniform probabilities are not): the two outputs would disagree on the mask.
+        raise NoHead(
+            f"output '{output_name}' comes from layer {describe(operation)} applied to {upstream_list(upstream)}: "
+            "its Keras mask is computed from the probabilities' values, and the logits cannot carry the same "
+            "mask. Put the Masking layer on the inputs (before the classifier), or end the model at the "
+            "softmax/sigmoid (its logits are then found for you)"
+        )
     if upstream:
         outputs = sorted({item.output_name for item in upstream if item.output_name is not None})
         ways = [f"pick a member's own output with head=<one of {outputs}>"] if outputs else []

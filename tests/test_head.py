@@ -376,3 +376,63 @@ def test_a_tf_keras_model_is_refused_with_the_h5_route_which_works(tmp_path):
     np.testing.assert_allclose(outputs["probabilities"], old.predict(x, verbose=0), atol=1e-6)
     kernel, bias = old.get_layer("cls").get_weights()
     np.testing.assert_allclose(outputs["logits"], x @ kernel + bias, atol=1e-5)
+
+
+# ---- inference-identity layers after the head, path strings, per-position descriptions ----------------
+
+
+@pytest.mark.parametrize("identity", [lambda: layers.GaussianNoise(0.5), lambda: layers.GaussianDropout(0.3),
+                                      lambda: layers.ActivityRegularization(l1=0.01, l2=0.02)],
+                         ids=["gaussian_noise", "gaussian_dropout", "activity_regularization"])
+def test_a_layer_that_is_the_identity_at_inference_after_the_softmax_keeps_the_head(identity):
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, identity()(layers.Dense(3, activation="softmax", name="cls")(inputs)))
+    head = keras_logits.find_head(model)
+    assert (head.layer.name, head.fused, head.num_classes) == ("cls", True, 3)
+    x = np.random.default_rng(4).normal(size=(5, 6)).astype("float32")
+    outputs = keras_logits.expose(model).predict(x, verbose=0)
+    kernel, bias = model.get_layer("cls").get_weights()
+    np.testing.assert_allclose(outputs["logits"], x.astype("float64") @ kernel + bias, atol=1e-5)
+    np.testing.assert_allclose(outputs["probabilities"], model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_activity_regularization_after_the_softmax_is_penalised_once_in_the_exposed_model():
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, layers.ActivityRegularization(l1=0.01, l2=0.02)(
+        layers.Dense(3, activation="softmax", name="cls")(inputs)))
+    x = np.random.default_rng(6).normal(size=(5, 6)).astype("float32")
+    exposed = keras_logits.expose(model)
+    exposed(x, training=True)
+    probabilities = keras.ops.convert_to_numpy(model(x)).astype("float64")
+    # Keras' ActivityRegularization divides the penalty by the batch size.
+    expected = (0.01 * np.abs(probabilities).sum() + 0.02 * np.square(probabilities).sum()) / len(x)
+    assert len(exposed.losses) == 1
+    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(exposed.losses[0])), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("as_path", [str, lambda path: path], ids=["str", "pathlib"])
+def test_a_path_is_refused_with_advice_to_load_it_first_which_works(tmp_path, as_path):
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3, activation="softmax", name="cls")])
+    model.save(tmp_path / "model.keras")
+    with pytest.raises(TypeError, match=r"got \w+, the path '.*model.keras'. Load it first with "
+                                        r"keras.saving.load_model\(path\), or run the keras-logits command line"):
+        keras_logits.expose(as_path(tmp_path / "model.keras"))
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    x = np.random.default_rng(7).normal(size=(2, 4)).astype("float32")
+    np.testing.assert_allclose(keras_logits.expose(loaded).predict(x, verbose=0)["probabilities"],
+                               model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_describe_names_the_positions_of_a_per_position_head_and_not_of_a_per_sample_one():
+    pixels = keras.Input((6, 5, 2))
+    segmenter = keras.Model(pixels, layers.Conv2D(4, 1, activation="softmax", name="seg")(pixels))
+    assert keras_logits.find_head(segmenter).describe() == \
+        "softmax (fused into Conv2D 'seg'), 4 classes on axis -1, per-position head, positions (6, 5), output 'seg'"
+    tokens = keras.Input((7, 3))
+    tagger = keras.Model(tokens, layers.Dense(2, activation="sigmoid", name="tags")(tokens))
+    assert keras_logits.find_head(tagger).positions == (7,)
+    assert "per-position head, positions (7), output" in keras_logits.find_head(tagger).describe()
+    pixel = keras.Input((1, 1, 2))  # Flatten after the head leaves one prediction per sample
+    flat = keras.Model(pixel, layers.Flatten()(layers.Conv2D(4, 1, activation="softmax")(pixel)))
+    assert keras_logits.find_head(flat).positions == () and "per-position" not in keras_logits.find_head(flat).describe()

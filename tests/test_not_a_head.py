@@ -147,3 +147,18 @@ def test_check_model_reports_an_output_computed_from_probabilities(case, members
     ensemble = _ensemble(members)
     assert [f.code for f in check_model(ensemble)] == ["output-from-probabilities"]
     assert check_model(members[0]) == []
+
+
+def test_masking_after_a_softmax_is_refused_for_its_mask_and_ending_at_the_softmax_gives_the_logits():
+    keras.utils.set_random_seed(8)
+    inputs = keras.Input((6,))
+    probabilities = layers.Dense(3, activation="softmax", name="cls")(inputs)
+    model = keras.Model(inputs, layers.Masking(name="pad")(probabilities))
+    with pytest.raises(ValueError, match=r"'pad' \(Masking\) applied to 'cls' \(Dense, softmax\): its Keras mask is "
+                                         r"computed from the probabilities' values.*end the model at the softmax"):
+        keras_logits.expose(model)
+    ended = keras.Model(inputs, model.get_layer("cls").output)
+    outputs = keras_logits.expose(ended).predict(X, verbose=0)
+    kernel, bias = model.get_layer("cls").get_weights()
+    np.testing.assert_allclose(outputs["logits"], X.astype("float64") @ kernel + bias, atol=1e-5)
+    np.testing.assert_allclose(outputs["probabilities"], model.predict(X, verbose=0), atol=1e-6)

@@ -248,6 +248,33 @@ def test_every_subcommand_picks_one_of_two_heads_with_head(two_head_file, tmp_pa
     assert refused.returncode == 1 and "a SavedModel exported by keras-logits serves one head" in refused.stderr
 
 
+def test_inspect_of_a_two_head_model_says_layers_minus_two_does_not_apply(two_head_file):
+    _, root = two_head_file
+    inspected = cli("inspect", root / "two.keras")
+    assert inspected.returncode == 0, inspected.stderr
+    assert "output 'kind'" in inspected.stdout and "output 'tags'" in inspected.stdout
+    assert "model.layers[-2] ('kind') does not apply here: the model has 2 outputs ['kind', 'tags']" \
+        in inspected.stdout
+    assert "NOT the logits" not in inspected.stdout
+
+
+def test_a_two_head_file_written_by_expose_takes_the_original_head_name(two_head_file, tmp_path):
+    model, root = two_head_file
+    assert cli("expose", root / "two.keras", tmp_path / "both.keras").returncode == 0
+    inspected = cli("inspect", tmp_path / "both.keras", "--head", "tags")
+    assert inspected.returncode == 0, inspected.stderr
+    assert "Head: sigmoid (fused into Dense 'tags'), 5 classes on axis -1, output 'tags/probabilities'" \
+        in inspected.stdout
+    out = tmp_path / "p.npz"
+    predicted = cli("predict", tmp_path / "both.keras", root / "x.npy", "--head", "tags", "--output", out)
+    assert predicted.returncode == 0, predicted.stderr
+    x = np.load(root / "x.npy")
+    np.testing.assert_allclose(np.load(out)["probabilities"], model.predict(x, verbose=0)["tags"], atol=1e-6)
+    hidden = keras.Model(model.inputs, model.get_layer("tags").input).predict(x, verbose=0).astype("float64")
+    kernel, bias = model.get_layer("tags").get_weights()
+    np.testing.assert_allclose(np.load(out)["logits"], hidden @ kernel + bias, atol=1e-5)
+
+
 @pytest.mark.parametrize("command", ["export", "predict"])
 def test_a_two_head_model_without_head_is_refused_naming_the_outputs_and_the_option(two_head_file, command,
                                                                                      tmp_path):
