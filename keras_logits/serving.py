@@ -123,6 +123,11 @@ class _ClassId(keras.layers.Layer):
     def __init__(self, activation: str, axis: int, **kwargs):
         super().__init__(**kwargs)
         self.activation, self.axis = activation, axis
+        # Class ids end the serving graph: a padding mask stops here, on purpose and without a warning.
+        self.supports_masking = True
+
+    def compute_mask(self, probabilities, mask=None):
+        return None
 
     def call(self, probabilities):
         if keras.backend.backend() != "tensorflow":
