@@ -197,6 +197,10 @@ def logits_only(linear):
     return model if linear else keras_logits.logits_model(model)
 
 
+def plain_logits(linear):
+    return fused(True)  # ends in a Dense without activation: the model is its own no-activation twin
+
+
 def hub_image_classifier(linear):
     import keras_hub
 
@@ -237,6 +241,8 @@ KINDS = {
     "time_distributed_tagger": Kind(time_distributed, features((5, 6))),
     "logits_model": Kind(logits_only, features(),
                          own_output="logits"),
+    "plain_logits_with_activation_given": Kind(plain_logits, features(), given_activation="softmax",
+                                               own_output="logits"),
     "keras_hub_image_classifier": Kind(hub_image_classifier, raw_images, needs="keras_hub"),
 }
 

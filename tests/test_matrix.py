@@ -229,13 +229,13 @@ def test_logits_logger_fit_writes_csv_tensorboard_and_npz_that_read_back(known_b
 def test_logits_logger_on_the_model_itself_exposes_it_and_logs_the_probe(known_bug, row):
     """The README's way: compile and fit the model as it is; the logger exposes it (head= on multi-head models)."""
     known_bug("logger_on_model", row)
-    if row.kind.given_activation:
-        pytest.skip("a logits-only model has no activation to log; see test_consumers_without_activation_...")
     if BACKEND == "torch" and row.name == "segmentation":  # upstream: fails the same without keras_logits
         pytest.skip("Keras on torch (CPU): fit of a Conv2D softmax output with sparse_categorical_crossentropy "
                     "raises 'grad_input must be contiguous' in backward, with or without keras_logits")
     outputs = set(model_outputs(row.model))
-    if {"logits", "probabilities"} <= outputs:  # exposed, or built with LogitsHead: the loss on the logits
+    if row.kind.given_activation:  # the model outputs logits: its loss takes them so
+        loss, targets = _loss(row.kind.activation), row.labels
+    elif {"logits", "probabilities"} <= outputs:  # exposed, or built with LogitsHead: the loss on the logits
         # Plain y, as the README does: a y dict keyed only by "logits" raises KeyError in Keras (DESIGN pitfalls).
         loss, targets = {"logits": _loss(row.kind.activation)}, row.labels
     elif row.kind.head:  # multi-head: a loss for the head the logger logs
@@ -243,7 +243,8 @@ def test_logits_logger_on_the_model_itself_exposes_it_and_logs_the_probe(known_b
     else:
         loss, targets = _probability_loss(row.kind.activation), row.labels
     row.model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss)
-    logger = keras_logits.LogitsLogger((row.x, row.labels), head=row.kind.head, snapshots=False, histograms=False)
+    logger = keras_logits.LogitsLogger((row.x, row.labels), head=row.kind.head, activation=row.kind.given_activation,
+                                       snapshots=False, histograms=False)
     initial = row.model.get_weights()
     try:
         history = row.model.fit(row.x, targets, epochs=1, batch_size=BATCH, verbose=0, callbacks=[logger])

@@ -299,11 +299,6 @@ def test_per_pixel_sample_weights_reach_weighted_metrics_but_not_metrics(segment
     assert values["logits_plain_confidence"] == pytest.approx(p.max(-1).mean(), abs=1e-5)
 
 
-def pre_activation_passes_masks():
-    layer = keras_logits.layers.PreActivation(keras.layers.Dense(3, activation="softmax"))
-    return layer.supports_masking  # Keras sets it for layers that override compute_mask too
-
-
 @pytest.fixture(scope="module", params=["separate", "fused"])
 def token_tagger(request):
     """Embedding(mask_zero=True) -> Dense(3) -> softmax, exposed: the logits carry the padding mask.
@@ -311,8 +306,6 @@ def token_tagger(request):
     "separate": the activation is its own layer, so the exposed logits are the Dense output itself.
     "fused": Dense(3, activation="softmax"); its logits come from PreActivation, which must pass the mask on.
     """
-    if request.param == "fused" and not pre_activation_passes_masks():
-        pytest.skip("PreActivation does not pass Keras masks through on this branch (issue 17, item 2)")
     keras.utils.set_random_seed(5)
     inputs = keras.Input((None,), dtype="int32")
     hidden = keras.layers.Embedding(20, 8, mask_zero=True)(inputs)
