@@ -26,7 +26,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks._timing import has_gpu, machine  # noqa: E402
-from keras_logits.files import atomic_write  # noqa: E402
+from keras_logits._files import atomic_write  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 # Imported only when run: serving_latency needs TensorFlow, which a JAX GPU machine may not have.

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_logits.demo import build_digits_cnn, load_digits  # noqa: E402
+from keras_logits.cli.demo import build_digits_cnn, load_digits  # noqa: E402
 from keras_logits.distillation import KLDistillation, distillation_loss, logits_model  # noqa: E402
 
 TEMPERATURE = 3.0

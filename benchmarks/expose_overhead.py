@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 import keras_logits  # noqa: E402
 from benchmarks._timing import command_line, interleaved_medians  # noqa: E402
-from keras_logits.demo import build_digits_cnn  # noqa: E402
+from keras_logits.cli.demo import build_digits_cnn  # noqa: E402
 
 
 def predict_rows(name: str, model, images: np.ndarray, repeats: int) -> list:

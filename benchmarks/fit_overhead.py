@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 import keras_logits  # noqa: E402
 from benchmarks._timing import command_line, interleaved_medians  # noqa: E402
-from keras_logits.demo import build_digits_cnn, load_digits  # noqa: E402
+from keras_logits.cli.demo import build_digits_cnn, load_digits  # noqa: E402
 
 
 class PredictEachEpoch(keras.callbacks.Callback):

@@ -21,7 +21,7 @@ _MEASURE = r"""
 import json, os, resource, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras, numpy as np, keras_logits
-from keras_logits.demo import build_digits_cnn
+from keras_logits.cli.demo import build_digits_cnn
 name, exposed, batch = sys.argv[1], sys.argv[2] == "exposed", int(sys.argv[3])
 if name == "digits CNN":
     model, shape = build_digits_cnn(), (8, 8, 1)

@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_logits  # noqa: E402
 from benchmarks._timing import command_line, interleaved_medians  # noqa: E402
-from keras_logits.demo import build_digits_cnn  # noqa: E402
+from keras_logits.cli.demo import build_digits_cnn  # noqa: E402
 
 
 def latency_row(name: str, model, batch: np.ndarray, repeats: int, scratch: str) -> tuple:

@@ -14,15 +14,15 @@ import numpy as np
 
 from keras_logits._callback_list import calling_callback_list, compiled_metric_directions, set_monitor_directions
 from keras_logits.checks import ModelCheckWarning, check_model
-from keras_logits.distribution import (batch_multiple, is_chief, is_distributed, predict_across_processes,
+from keras_logits._distribution import (batch_multiple, is_chief, is_distributed, predict_across_processes,
                                        process_count, row_count, take_rows)
-from keras_logits.expose_model import LOGITS, PROBABILITIES, ensure_exposed
-from keras_logits.files import atomic_write, remove_stale_temporaries
+from keras_logits._expose import LOGITS, PROBABILITIES, ensure_exposed
+from keras_logits._files import atomic_write, remove_stale_temporaries
 from keras_logits.head import model_inputs, model_outputs
-from keras_logits.probe import check_labels, model_feed, probe_arrays, read_probe
-from keras_logits import snapshots as snapshot_files
+from keras_logits._probe import check_labels, model_feed, probe_arrays, read_probe
+from keras_logits import _snapshots as snapshot_files
 from keras_logits.statistics import summarize
-from keras_logits.tensorboard_events import EventWriter
+from keras_logits._tensorboard_events import EventWriter
 
 PROBE_PREFIX = "probe_"
 RUN_DIRECTORY = "keras_logits"
@@ -85,7 +85,7 @@ class LogitsLogger(keras.callbacks.Callback):
       `BackupAndRestore`) continues its own run, and the rows of epochs it
       redoes are replaced, not repeated. A CSV from before the `run` column
       is read as run `keras_logits`;
-    - `.npz` snapshots `epoch_0003.npz` (see `keras_logits.snapshots`): the
+    - `.npz` snapshots `epoch_0003.npz` (see `keras_logits._snapshots`): the
       probe's logits (probabilities are their softmax/sigmoid), labels and,
       for per-position heads, the mask, in `<run>/snapshots` or beside
       `csv_path` (`<csv name>_snapshots/`). A snapshot costs `P * C *

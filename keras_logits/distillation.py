@@ -23,7 +23,7 @@ from typing import Optional
 
 import keras
 
-from keras_logits.expose_model import LOGITS, PROBABILITIES, expose
+from keras_logits._expose import LOGITS, PROBABILITIES, expose
 from keras_logits.head import find_head, model_outputs
 from keras_logits.layers import Logits
 

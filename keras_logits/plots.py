@@ -40,7 +40,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from keras_logits.calibration import ReliabilityReport, reliability_report
-from keras_logits.files import atomic_write
+from keras_logits._files import atomic_write
 from keras_logits.scores import as_logits, probabilities as activate
 from keras_logits.statistics import _to_positions
 

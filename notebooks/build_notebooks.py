@@ -64,7 +64,7 @@ print("parameters shared:", exposed.count_params() == model.count_params())"""),
         ("md", "# Log logits and probabilities during `fit`\n\nTrain on scikit-learn's digits with the "
                "in-step metrics and `LogitsLogger`, then read the logs back."),
         ("code", SETUP + "\nimport tempfile, pandas as pd, matplotlib.pyplot as plt\n"
-                         "from keras_logits.demo import build_digits_cnn, load_digits\n"
+                         "from keras_logits.cli.demo import build_digits_cnn, load_digits\n"
                          "(x_train, y_train), (x_test, y_test) = load_digits()"),
         ("code", """exposed = keras_logits.expose(build_digits_cnn())
 exposed.compile(optimizer=keras.optimizers.Adam(1e-2),
@@ -96,7 +96,7 @@ plt.xlabel("top-1 logit on the probe"); plt.legend(); plt.tight_layout()"""),
     ],
     "03_export_and_serve.ipynb": [
         ("md", "# Export with both outputs and serve without keras-logits"),
-        ("code", SETUP + "\nimport tempfile, json\nfrom keras_logits.demo import build_digits_cnn, load_digits\n"
+        ("code", SETUP + "\nimport tempfile, json\nfrom keras_logits.cli.demo import build_digits_cnn, load_digits\n"
                          "(x_train, y_train), (x_test, y_test) = load_digits()\n"
                          "model = build_digits_cnn()\n"
                          "model.compile(optimizer=keras.optimizers.Adam(1e-2), loss='sparse_categorical_crossentropy')\n"
@@ -126,7 +126,7 @@ print("max |onnx - SavedModel| logits:", np.abs(onnx_outputs["logits"] - served[
                "gives, in NumPy float64."),
         ("code", "%matplotlib inline\n" + SETUP + "\nfrom IPython.display import display\nfrom sklearn.metrics import roc_auc_score\n"
                          "from keras_logits import plots, scores\n"
-                         "from keras_logits.demo import build_digits_cnn, load_digits\n"
+                         "from keras_logits.cli.demo import build_digits_cnn, load_digits\n"
                          "(x_train, y_train), (x_test, y_test) = load_digits()\n"
                          "model = keras.Sequential([keras.Input((8, 8, 1), name='image'), keras.layers.Flatten(),\n"
                          "                          keras.layers.Dense(512, activation='relu'),\n"
@@ -353,7 +353,7 @@ for i in range(4):
                "their softmax into the last `Dense`, and the default loss of `LogitsDistillation` skips the softmax "
                "in Keras 3.15. Neither mistake raises an error. This notebook shows both, then the recipe: "
                "`keras_logits.logits_model` for both models and `KLDistillation` as the loss."),
-        ("code", SETUP + "\nfrom keras_logits.demo import build_digits_cnn, load_digits\n"
+        ("code", SETUP + "\nfrom keras_logits.cli.demo import build_digits_cnn, load_digits\n"
                          "from keras_logits.distillation import KLDistillation, distillation_loss\n"
                          "(x_train, y_train), (x_test, y_test) = load_digits()\n"
                          "teacher = build_digits_cnn(seed=0)      # softmax fused into its last Dense\n"

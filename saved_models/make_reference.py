@@ -17,7 +17,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_logits  # noqa: E402
-from keras_logits.demo import build_digits_cnn, load_digits  # noqa: E402
+from keras_logits.cli.demo import build_digits_cnn, load_digits  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

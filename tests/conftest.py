@@ -37,7 +37,7 @@ def _float32_policy():
 
 @pytest.fixture(scope="session")
 def digits():
-    from keras_logits.demo import load_digits
+    from keras_logits.cli.demo import load_digits
 
     return load_digits()
 
@@ -45,7 +45,7 @@ def digits():
 @pytest.fixture(scope="module")
 def trained_digits_cnn(digits):
     """The demo CNN trained for two epochs (weights away from their initial values)."""
-    from keras_logits.demo import build_digits_cnn
+    from keras_logits.cli.demo import build_digits_cnn
 
     (x_train, y_train), _ = digits
     model = build_digits_cnn()

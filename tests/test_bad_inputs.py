@@ -149,7 +149,7 @@ def test_read_only_directory_is_refused_before_writing(tmp_path):
 FULL_DISK = r"""
 import os, resource, signal, sys
 import numpy as np
-from keras_logits.files import atomic_write
+from keras_logits._files import atomic_write
 from keras_logits.plots import reliability_diagram
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like a full disk
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))

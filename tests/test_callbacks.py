@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 import keras_logits
 from keras_logits.callbacks import LogitsLogger
-from keras_logits.demo import build_digits_cnn
+from keras_logits.cli.demo import build_digits_cnn
 from tests.test_metrics import numpy_ece, softmax
 
 

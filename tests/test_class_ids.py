@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_logits.class_ids import class_ids, positions, top_k
+from keras_logits._class_ids import class_ids, positions, top_k
 
 
 @pytest.fixture(scope="module")

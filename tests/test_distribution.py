@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from keras_logits.distribution import is_chief, process_count, row_count, take_rows
+from keras_logits._distribution import is_chief, process_count, row_count, take_rows
 
 
 def test_row_count_of_arrays_lists_and_dicts():
@@ -39,7 +39,7 @@ def test_jax_is_not_asked_for_processes_unless_keras_runs_on_jax():
     pytest.importorskip("jax", reason="needs JAX installed")
     script = (
         "import jax, jax._src.xla_bridge as bridge\n"
-        "import keras_logits.distribution as d\n"
+        "import keras_logits._distribution as d\n"
         "d.is_chief(); d.process_count()\n"
         "print(bool(bridge._backends))\n"
     )

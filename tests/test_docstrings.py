@@ -8,16 +8,16 @@ import pytest
 MODULES = [
     "keras_logits._activations",
     "keras_logits.head",
-    "keras_logits.expose_model",
+    "keras_logits._expose",
     "keras_logits.layers",
     "keras_logits.metrics",
     "keras_logits.callbacks",
-    pytest.param("keras_logits.export_model", marks=pytest.mark.backends("tensorflow", "jax")),  # exports
-    "keras_logits.files",
-    "keras_logits.tensorboard_events",
-    "keras_logits.distribution",
-    "keras_logits.probe",
-    "keras_logits.snapshots",
+    pytest.param("keras_logits.serving._export", marks=pytest.mark.backends("tensorflow", "jax")),  # exports
+    "keras_logits._files",
+    "keras_logits._tensorboard_events",
+    "keras_logits._distribution",
+    "keras_logits._probe",
+    "keras_logits._snapshots",
     "keras_logits.scores",
     "keras_logits.calibration",
     "keras_logits.checks",
@@ -25,12 +25,12 @@ MODULES = [
     "keras_logits.hub",
     "keras_logits.distillation",
     "keras_logits.statistics",
-    "keras_logits.loading",
-    "keras_logits.predict_input",
-    "keras_logits.class_ids",
-    "keras_logits.serving",
-    "keras_logits.verification",
-    pytest.param("keras_logits.saved_model_scan", marks=pytest.mark.backends("tensorflow", "jax")),  # reads protobufs
+    "keras_logits.cli._loading",
+    "keras_logits.cli._inputs",
+    "keras_logits._class_ids",
+    "keras_logits.serving._graph",
+    "keras_logits.serving._verification",
+    pytest.param("keras_logits.serving._scan", marks=pytest.mark.backends("tensorflow", "jax")),  # reads protobufs
 ]
 
 

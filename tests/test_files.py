@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_logits.files import atomic_keras_save, atomic_write, remove_stale_temporaries
+from keras_logits._files import atomic_keras_save, atomic_write, remove_stale_temporaries
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ class _DiesWhileSaving(keras.Model):
 def test_temporary_of_a_killed_keras_save_is_matched_by_the_clean_up(tmp_path):
     """A `keras-logits expose` killed mid-save leaves `.<name>.<pid>-<random>.tmp.keras`; the next clean-up
     removes it."""
-    from keras_logits import files
+    from keras_logits import _files as files
 
     temporary = files._create_temporary(tmp_path / "exposed.keras", ".tmp.keras")
     dead = tmp_path / os.path.basename(temporary).replace(f".{os.getpid()}-", f".{dead_pid()}-")

@@ -229,7 +229,7 @@ def _head_fields(head):
 
 
 def test_a_model_ending_in_logits_head_has_a_head_and_ensure_exposed_takes_it_as_is():
-    from keras_logits.expose_model import ensure_exposed
+    from keras_logits._expose import ensure_exposed
 
     inputs = keras.Input((6,))
     scores = layers.Dense(3, name="scores")(inputs)

@@ -13,7 +13,7 @@ import pytest
 import keras_logits
 from keras_logits.callbacks import LogitsLogger
 from keras_logits.distillation import logits_model
-from keras_logits.expose_model import ensure_exposed
+from keras_logits._expose import ensure_exposed
 
 ATOL = 1e-6
 

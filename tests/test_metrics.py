@@ -146,7 +146,7 @@ def test_invalid_activation_is_refused():
 
 @pytest.fixture(scope="module")
 def exposed_cnn_and_data(digits):
-    from keras_logits.demo import build_digits_cnn
+    from keras_logits.cli.demo import build_digits_cnn
 
     (x_train, y_train), _ = digits
     return keras_logits.expose(build_digits_cnn()), x_train[:256], y_train[:256]

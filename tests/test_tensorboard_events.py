@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from keras_logits.tensorboard_events import EventWriter
+from keras_logits._tensorboard_events import EventWriter
 
 
 def read(log_dir):

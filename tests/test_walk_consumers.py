@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_logits
-from keras_logits import serving
+from keras_logits.serving import _graph as serving
 from keras_logits.layers import LogitsHead
 
 X = np.random.default_rng(4).normal(size=(12, 6)).astype("float32")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_logits
-from keras_logits.demo import build_digits_cnn
+from keras_logits.cli.demo import build_digits_cnn
 
 # The CLI subprocesses pin KERAS_BACKEND=tensorflow (ONNX export, SavedModel predict); the
 # library code they call is tested on every backend by the unit tests.
@@ -294,7 +294,7 @@ class _Unknown(keras.layers.Layer):
 
 
 def test_a_long_error_is_one_line_capped_and_points_to_debug(tmp_path):
-    from keras_logits.cli import MAX_ERROR_CHARACTERS, _one_line
+    from keras_logits.cli._main import MAX_ERROR_CHARACTERS, _one_line
 
     inputs = keras.Input((4,), name="x")
     hidden = _Unknown(name="unknown_" + "x" * 200)(inputs)

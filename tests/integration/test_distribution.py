@@ -21,7 +21,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, numpy as np, keras_logits
-from keras_logits.demo import build_digits_cnn, load_digits
+from keras_logits.cli.demo import build_digits_cnn, load_digits
 
 (x, y), (x_test, y_test) = load_digits()
 x, y = x[:512], y[:512]

@@ -22,7 +22,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from keras_logits.files import atomic_write
+from keras_logits._files import atomic_write
 
 _NAME = re.compile(r"^epoch_(\d+)\.npz$")
 

@@ -14,9 +14,9 @@ from typing import Optional, Sequence, Union
 import keras
 import numpy as np
 
-from keras_logits import serving, verification
-from keras_logits.expose_model import ensure_exposed
-from keras_logits.files import process_alive
+from keras_logits.serving import _graph as serving, _verification as verification
+from keras_logits._expose import ensure_exposed
+from keras_logits._files import process_alive
 from keras_logits.layers import Temperature
 
 FORMATS = ("tf_saved_model", "onnx")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_logits
-from keras_logits import verification
+from keras_logits.serving import _verification as verification
 
 
 def outputs(logits):

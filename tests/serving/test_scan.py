@@ -2,7 +2,7 @@
 
 import pytest
 
-from keras_logits.saved_model_scan import UnsafeSavedModelError, check_saved_model, denied_ops
+from keras_logits.serving._scan import UnsafeSavedModelError, check_saved_model, denied_ops
 from tests.integration.test_reference_exports import REFERENCE
 
 # Building SavedModels with tf.Module needs TensorFlow, which the JAX backend's export needs too.

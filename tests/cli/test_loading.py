@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_logits.loading import UnsafeModelError, load_keras_model
+from keras_logits.cli._loading import UnsafeModelError, load_keras_model
 
 
 MARKER = "pwned_marker"
@@ -74,7 +74,7 @@ def test_unsafe_true_is_the_explicit_opt_in(tmp_path):
 LOAD_WITHOUT_PACKAGE_IMPORTS = r"""
 import sys
 import numpy as np
-from keras_logits.loading import load_keras_model  # "keras_logits.cli" in argv: the package registers nothing
+from keras_logits.cli._loading import load_keras_model  # "keras_logits.cli" in argv: the package registers nothing
 model = load_keras_model(sys.argv[1])
 np.save(sys.argv[2], model.predict(np.load(sys.argv[3]), verbose=0)["logits"])
 """

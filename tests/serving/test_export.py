@@ -186,7 +186,7 @@ KILLED_EXPORT = r"""
 import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import keras, keras_logits
-from keras_logits.demo import build_digits_cnn
+from keras_logits.cli.demo import build_digits_cnn
 keras_logits.export(build_digits_cnn(), sys.argv[1], overwrite=True)
 """
 
@@ -379,7 +379,7 @@ def bert_style_classifier(max_length=8, vocabulary=50):
 # it broadcasts against a table of 8 positions ("shapes (batch, a, 8), (min(8, a), 8)"): upstream.
 @pytest.mark.backends("tensorflow")
 def test_bert_style_model_with_int_ids_bool_mask_and_max_length_8_exports_verified(tmp_path):
-    from keras_logits.export_model import FREE_LENGTH, sample_inputs
+    from keras_logits.serving._export import FREE_LENGTH, sample_inputs
 
     model = bert_style_classifier()
     sample = sample_inputs(model)

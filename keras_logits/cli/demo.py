@@ -132,7 +132,7 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, echo=print):
 
 def format_table(outputs: dict, labels: Optional[np.ndarray], rows: int = 8) -> str:
     """A plain-text table: label, predicted class, its logit and probability, top-1 margin."""
-    from keras_logits.class_ids import class_ids
+    from keras_logits._class_ids import class_ids
 
     logits, probabilities = outputs["logits"], outputs["probabilities"]
     predictions = class_ids(probabilities, "softmax")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_logits.predict_input import read_inputs
+from keras_logits.cli._inputs import read_inputs
 
 BIG_IDS = np.array([[2 ** 24 + 1, 2 ** 30 + 3], [5, 2 ** 24 + 7]])  # float32 would round these
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import keras_logits
-from keras_logits import serving
-from keras_logits.class_ids import class_ids
+from keras_logits.serving import _graph as serving
+from keras_logits._class_ids import class_ids
 
 
 def graph_of(model):

@@ -59,7 +59,7 @@ def _progress(message: str) -> None:
 
 
 def _inspect(arguments) -> None:
-    from keras_logits.loading import is_saved_model
+    from keras_logits.cli._loading import is_saved_model
 
     if is_saved_model(arguments.model):
         _inspect_export(Path(arguments.model))  # Reads the JSON manifest only; runs nothing.
@@ -105,7 +105,7 @@ def _layers_minus_two_note(model, head) -> str:
 
 
 def _inspect_export(path: Path) -> None:
-    from keras_logits.export_model import MANIFEST, read_manifest
+    from keras_logits.serving import MANIFEST, read_manifest
 
     if not (path / MANIFEST).is_file():
         raise ValueError(f"'{path}' is a SavedModel without a {MANIFEST} manifest: it was not exported by keras-logits.")
@@ -114,7 +114,7 @@ def _inspect_export(path: Path) -> None:
     print(f"Export: {path} ({manifest['format']}), made with keras-logits {manifest['versions']['keras_logits']}")
     print(f"Head: {head['activation']} over {head['num_classes']} classes (layer '{head['layer']}', "
           f"{'fused' if head['fused'] else 'separate'}); class_id = {head['class_id']}")
-    from keras_logits.class_ids import positions
+    from keras_logits._class_ids import positions
 
     probabilities = next((o for o in manifest["outputs"] if o["name"] == "probabilities"), None)
     per_position = positions(probabilities["shape"], head.get("axis", -1)) if probabilities else ()
@@ -131,7 +131,7 @@ def _inspect_export(path: Path) -> None:
 
 def _expose(arguments) -> None:
     import keras_logits
-    from keras_logits.files import atomic_keras_save
+    from keras_logits._files import atomic_keras_save
 
     output = Path(arguments.output)
     if output.suffix != ".keras":
@@ -194,9 +194,9 @@ class _Predictor:
 
 
 def _predict(arguments) -> None:
-    from keras_logits.class_ids import class_ids
-    from keras_logits.loading import is_saved_model
-    from keras_logits.predict_input import read_inputs
+    from keras_logits._class_ids import class_ids
+    from keras_logits.cli._loading import is_saved_model
+    from keras_logits.cli._inputs import read_inputs
 
     if arguments.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {arguments.top_k}.")
@@ -250,8 +250,8 @@ def _keras_predictor(arguments) -> _Predictor:
 
 
 def _saved_model_predictor(path: Path, *, unsafe: bool) -> _Predictor:
-    from keras_logits.export_model import MANIFEST, read_manifest
-    from keras_logits.saved_model_scan import check_saved_model
+    from keras_logits.serving import MANIFEST, read_manifest
+    from keras_logits.serving import check_saved_model
 
     check_saved_model(path, unsafe=unsafe)  # Before TensorFlow loads, hence runs, anything in it.
     import tensorflow as tf
@@ -280,7 +280,7 @@ def _label(index, class_names) -> str:
 
 
 def _prediction_table(logits, probabilities, top_k, class_names, axis=-1) -> str:
-    from keras_logits.class_ids import top_k as best
+    from keras_logits._class_ids import top_k as best
 
     logits = np.moveaxis(logits, axis, -1)
     ids, values = best(probabilities, top_k, axis)
@@ -310,8 +310,8 @@ def _position_table(probabilities, ids, predictor: _Predictor, top_k) -> str:
 
 
 def _write_predictions(path: Path, logits, probabilities, ids, predictor: _Predictor, top_k) -> None:
-    from keras_logits.class_ids import top_k as best
-    from keras_logits.files import atomic_write
+    from keras_logits._class_ids import top_k as best
+    from keras_logits._files import atomic_write
 
     if path.suffix == ".npz":
         top_ids, top_values = best(probabilities, top_k, predictor.axis)
@@ -331,13 +331,13 @@ def _write_predictions(path: Path, logits, probabilities, ids, predictor: _Predi
 
 
 def _demo(arguments) -> None:
-    from keras_logits.demo import run_demo
+    from keras_logits.cli.demo import run_demo
 
     run_demo(epochs=arguments.epochs, rows=arguments.rows, output_dir=arguments.output_dir)
 
 
 def _load(arguments):
-    from keras_logits.loading import load_keras_model
+    from keras_logits.cli._loading import load_keras_model
 
     _progress(f"Loading {arguments.model}...")
     return load_keras_model(arguments.model, unsafe=arguments.unsafe)
@@ -463,6 +463,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"keras-logits: error: {_one_line(error)}", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

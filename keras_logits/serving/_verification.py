@@ -104,7 +104,7 @@ def _ties_only(expected: dict, class_id: np.ndarray) -> bool:
     probabilities = expected.get("probabilities")
     if probabilities is None or class_id.ndim != probabilities.ndim - 1:
         return False
-    from keras_logits.class_ids import top_k
+    from keras_logits._class_ids import top_k
 
     mismatched = class_id != expected["class_id"]
     _, top_two = top_k(probabilities, 2)
