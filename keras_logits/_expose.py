@@ -7,7 +7,8 @@ from typing import Optional
 
 import keras
 
-from keras_logits.head import Head, features_tensor, find_head, find_heads, model_inputs, model_outputs
+from keras_logits._graph import model_inputs, model_outputs
+from keras_logits.head import Head, features_tensor, find_head, find_heads
 from keras_logits.hub import fold_preprocessor
 from keras_logits.layers import MaskedLogits, PreActivation, Temperature
 

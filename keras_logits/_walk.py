@@ -17,6 +17,7 @@ from typing import Any, Optional
 import keras
 
 from keras_logits._activations import SUPPORTED_ACTIVATIONS
+from keras_logits._graph import is_graph_model
 from keras_logits.layers import Logits, LogitsHead, MaskedLogits, PreActivation, Temperature
 
 
@@ -89,14 +90,6 @@ class Step:
     def replay(self, tensor):
         """Calls this step's operation on `tensor` with the original other arguments (a mask, ...)."""
         return self.operation(tensor, *self.node.arguments.args[1:], **self.node.arguments.kwargs)
-
-
-def is_graph_model(model) -> bool:
-    """True for functional and Sequential models: their graph can be read (a subclassed model's cannot)."""
-    try:
-        return getattr(model, "outputs", None) is not None
-    except (AttributeError, ValueError):
-        return False
 
 
 class NoHead(Exception):

@@ -18,7 +18,7 @@ from keras_logits._distribution import (batch_multiple, is_chief, is_distributed
                                        process_count, row_count, take_rows)
 from keras_logits._expose import LOGITS, PROBABILITIES, ensure_exposed
 from keras_logits._files import atomic_write, remove_stale_temporaries
-from keras_logits.head import model_inputs, model_outputs
+from keras_logits._graph import model_inputs, model_outputs
 from keras_logits._probe import check_labels, model_feed, probe_arrays, read_probe
 from keras_logits import _snapshots as snapshot_files
 from keras_logits.statistics import summarize

@@ -24,7 +24,8 @@ from typing import Optional
 import keras
 
 from keras_logits._expose import LOGITS, PROBABILITIES, expose
-from keras_logits.head import find_head, model_outputs
+from keras_logits._graph import model_outputs
+from keras_logits.head import find_head
 from keras_logits.layers import Logits
 
 _ACTIVATIONS = ("softmax", "sigmoid")

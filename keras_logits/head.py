@@ -8,13 +8,13 @@ models). Everything downstream consumes the `Head` it returns.
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from typing import Any, Optional
 
 import keras
 
 from keras_logits._activations import check_activation
+from keras_logits._graph import check_is_graph_model, is_graph_model, model_inputs, model_outputs  # noqa: F401
 from keras_logits._walk import (
     NoHead,
     Producer,
@@ -25,7 +25,6 @@ from keras_logits._walk import (
     describe,
     describe_upstream,
     fused_layer,
-    is_graph_model,
     kind_of,
     known_activation,
     search_upstream,
@@ -207,7 +206,7 @@ def find_heads(model, *, activation: Optional[str] = None) -> dict:
 
 def _heads_and_problems(model, activation):
     """`({output: Head}, {output: why it has none})` from one walk per output."""
-    _check_is_graph_model(model)
+    check_is_graph_model(model)
     if activation is not None:
         check_activation(activation)
     outputs = model_outputs(model)
@@ -316,66 +315,6 @@ def outputs_from_probabilities(model) -> dict:
         if upstream:
             found[name] = [describe_upstream(item) for item in upstream]
     return found
-
-
-def model_outputs(model) -> dict:
-    """Returns `{output_name: symbolic output tensor}` of a functional/Sequential model."""
-    _check_is_graph_model(model)
-    structure = getattr(model, "_outputs_struct", None)
-    if isinstance(structure, dict):
-        return dict(structure)
-    tensors = list(model.outputs)
-    names = getattr(model, "output_names", None)
-    if not names or len(names) != len(tensors):
-        names = [t._keras_history.operation.name for t in tensors]
-    return dict(zip(names, tensors))
-
-
-def model_inputs(model):
-    """Returns the symbolic inputs of a graph model in the structure it is called with."""
-    inputs = model.inputs
-    structure = getattr(model, "_inputs_struct", None)
-    if structure is not None and not isinstance(structure, (list, tuple)):
-        return structure
-    return inputs[0] if len(inputs) == 1 else list(inputs)
-
-
-def _check_is_graph_model(model) -> None:
-    if not isinstance(model, keras.Model):
-        if isinstance(model, (str, os.PathLike)):
-            raise TypeError(
-                f"Expected a keras.Model, got {type(model).__name__}, the path {str(model)!r}. Load it first with "
-                "keras.saving.load_model(path), or run the keras-logits command line on the file "
-                "(keras-logits inspect / expose / export PATH)."
-            )
-        if any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__):
-            raise TypeError(
-                f"Model '{getattr(model, 'name', '?')}' is a Keras 2 (tf_keras) {type(model).__name__}; "
-                "keras_logits works on Keras 3 models. Save it as .h5 (model.save('model.h5')) and load "
-                "that with Keras 3 (keras.saving.load_model('model.h5')), or pass the .h5 file to the "
-                "keras-logits command line."
-            )
-        raise TypeError(
-            f"Expected a keras.Model, got {type(model).__name__}. Wrap a layer stack in "
-            "keras.Sequential or build a functional model first."
-        )
-    if isinstance(model, keras.Sequential):
-        try:
-            model.inputs
-        except (AttributeError, ValueError):
-            raise ValueError(
-                f"Sequential model '{model.name}' has not been built, so it has no graph to "
-                "read the head from. Start it with keras.Input(shape=...) or call "
-                "model.build((None, *input_shape)) first."
-            ) from None
-        return
-    if not is_graph_model(model):
-        raise ValueError(
-            f"Model '{model.name}' is a subclassed keras.Model ({type(model).__name__}): its "
-            "call() is Python code, so its graph cannot be read or rebuilt. Return both "
-            "outputs from call() instead: `return keras_logits.layers.LogitsHead('softmax')"
-            "(logits)` where `logits` is the tensor before the activation."
-        )
 
 
 def _head_of(tensor, output_name, given_activation, outputs_by_id):

@@ -22,7 +22,7 @@ import sys
 
 import keras
 
-from keras_logits.head import model_inputs
+from keras_logits._graph import model_inputs
 
 
 def fold_preprocessor(model: keras.Model) -> keras.Model:

@@ -20,7 +20,7 @@ import pytest
 
 import keras_logits
 from keras_logits import scores
-from keras_logits.head import model_outputs
+from keras_logits._graph import model_outputs
 from tests.conftest import BACKEND, logit_tolerance
 from tests.matrix_kinds import BATCH, KINDS, SCRATCH, Kind, numpy_activation
 

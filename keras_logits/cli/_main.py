@@ -87,7 +87,7 @@ def _layers_minus_two_note(model, head) -> str:
     """Says whether the usual `model.layers[-2].output` recipe gives the logits on this model."""
     if len(model.layers) < 2:
         return "model.layers[-2] does not exist: the model has one layer."
-    from keras_logits.head import model_outputs
+    from keras_logits._graph import model_outputs
 
     outputs = list(model_outputs(model))
     if len(outputs) > 1:

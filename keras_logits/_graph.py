@@ -1,0 +1,99 @@
+"""The one place that reads Keras' private graph attributes of a model.
+
+`_outputs_struct`, `_inputs_struct`, `_flatten_layers` and `_keras_history` are Keras
+internals; every other module asks here, so a Keras upgrade that renames one of them is fixed
+in one file. The walk from an output back to its head (`_walk`) reads operations and nodes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+
+def is_graph_model(model) -> bool:
+    """True for functional and Sequential models: their graph can be read (a subclassed model's cannot)."""
+    try:
+        return getattr(model, "outputs", None) is not None
+    except (AttributeError, ValueError):
+        return False
+
+
+def model_outputs(model) -> dict:
+    """Returns `{output_name: symbolic output tensor}` of a functional/Sequential model."""
+    check_is_graph_model(model)
+    structure = getattr(model, "_outputs_struct", None)
+    if isinstance(structure, dict):
+        return dict(structure)
+    tensors = list(model.outputs)
+    names = getattr(model, "output_names", None)
+    if not names or len(names) != len(tensors):
+        names = [t._keras_history.operation.name for t in tensors]
+    return dict(zip(names, tensors))
+
+
+def model_inputs(model):
+    """Returns the symbolic inputs of a graph model in the structure it is called with."""
+    inputs = model.inputs
+    structure = getattr(model, "_inputs_struct", None)
+    if structure is not None and not isinstance(structure, (list, tuple)):
+        return structure
+    return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
+def check_is_graph_model(model) -> None:
+    if not isinstance(model, keras.Model):
+        if isinstance(model, (str, os.PathLike)):
+            raise TypeError(
+                f"Expected a keras.Model, got {type(model).__name__}, the path {str(model)!r}. Load it first with "
+                "keras.saving.load_model(path), or run the keras-logits command line on the file "
+                "(keras-logits inspect / expose / export PATH)."
+            )
+        if any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__):
+            raise TypeError(
+                f"Model '{getattr(model, 'name', '?')}' is a Keras 2 (tf_keras) {type(model).__name__}; "
+                "keras_logits works on Keras 3 models. Save it as .h5 (model.save('model.h5')) and load "
+                "that with Keras 3 (keras.saving.load_model('model.h5')), or pass the .h5 file to the "
+                "keras-logits command line."
+            )
+        raise TypeError(
+            f"Expected a keras.Model, got {type(model).__name__}. Wrap a layer stack in "
+            "keras.Sequential or build a functional model first."
+        )
+    if isinstance(model, keras.Sequential):
+        try:
+            model.inputs
+        except (AttributeError, ValueError):
+            raise ValueError(
+                f"Sequential model '{model.name}' has not been built, so it has no graph to "
+                "read the head from. Start it with keras.Input(shape=...) or call "
+                "model.build((None, *input_shape)) first."
+            ) from None
+        return
+    if not is_graph_model(model):
+        raise ValueError(
+            f"Model '{model.name}' is a subclassed keras.Model ({type(model).__name__}): its "
+            "call() is Python code, so its graph cannot be read or rebuilt. Return both "
+            "outputs from call() instead: `return keras_logits.layers.LogitsHead('softmax')"
+            "(logits)` where `logits` is the tensor before the activation."
+        )
+
+
+def all_layers(model, *, include_self: bool = False) -> list:
+    """Every layer of `model`, nested models' layers included (depth first, as Keras tracks them)."""
+    return list(model._flatten_layers(include_self=include_self, recursive=True))
+
+
+def producing_layer(tensor):
+    """The layer (operation) that produced a symbolic `tensor`, or None for a plain value."""
+    history = getattr(tensor, "_keras_history", None)
+    return history[0] if history else None
+
+
+def outputs_structure(model):
+    """The outputs of `model` in the structure it returns them (a dict, a list or one tensor)."""
+    structure = getattr(model, "_outputs_struct", None)
+    if structure is None:  # Sequential
+        structure = model.outputs[0] if len(model.outputs) == 1 else model.outputs
+    return structure
