@@ -20,7 +20,7 @@ Example:
 >>> labels = rng.integers(0, 3, 2000)
 >>> logits = 3.0 * (np.eye(3)[labels] + rng.normal(size=(2000, 3)))  # overconfident
 >>> scaler = TemperatureScaling().fit(logits, labels)
->>> round(scaler.temperature, 2)
+>>> round(scaler.temperature_, 2)
 3.08
 >>> before = reliability_report(logits, labels, from_logits=True)
 >>> after = reliability_report(scaler.transform(logits), labels, from_logits=True)
@@ -32,18 +32,43 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
 from keras_logits._activations import check_activation
+from keras_logits._temperature_fit import fit_temperature
 from keras_logits.scores import as_logits, log_sigmoid, log_softmax, probabilities
-from keras_logits.statistics import calibration_bins, expected_calibration_error, positions
+from keras_logits.statistics import (_brier, _decisions, calibration_bins, expected_calibration_error,
+                                     positions)
 
-__all__ = ["TemperatureScaling", "ReliabilityReport", "reliability_report", "calibration_bins",
-           "expected_calibration_error"]
+__all__ = ["TemperatureScaling", "NotFittedError", "ReliabilityReport", "reliability_report",
+           "calibration_bins", "expected_calibration_error"]
 
 _PROBABILITY_FLOOR = 1e-15  # log(p) of a probability 0 is clipped here when probabilities are given.
+_FITTED = ("temperature_", "nll_before_", "nll_after_")
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A fitted attribute (`temperature_`, ...) was read before `fit`, as scikit-learn's `NotFittedError`.
+
+    A `ValueError` and an `AttributeError`, so `hasattr(scaler, "temperature_")`
+    is False until the scaler is fitted.
+    """
+
+
+def _renamed(old: str, new: str) -> property:
+    """The old name of a fitted attribute: reads `new` (None before fit) with a DeprecationWarning."""
+    def read(self):
+        warnings.warn(f"TemperatureScaling.{old} is deprecated: read {new} (fitted attributes end in '_', as in "
+                      "scikit-learn).", DeprecationWarning, stacklevel=2)
+        return self.__dict__.get(new)
+
+    def write(self, value):
+        raise AttributeError(f"TemperatureScaling.{old} is read-only; fit() sets {new} (assign {new} to set it "
+                             "by hand).")
+
+    return property(read, write, doc=f"Deprecated, read-only: `{new}`, or None before `fit`.")
 
 
 class TemperatureScaling:
@@ -65,19 +90,26 @@ class TemperatureScaling:
             labels.
 
     Attributes:
-        temperature: The fitted temperature (a float; with `per_class`, a
-            `(num_classes,)` array). None before `fit`.
-        nll_before, nll_after: Mean NLL of the fit data at `T = 1` and at the
-            fitted `T`.
+        temperature_: The fitted temperature (a float; with `per_class`, a
+            `(num_classes,)` array). Reading it before `fit` raises
+            `NotFittedError`.
+        nll_before_, nll_after_: Mean NLL of the fit data at `T = 1` and at
+            the fitted `T`.
+        temperature, nll_before, nll_after: Deprecated read-only names of the
+            above (None before `fit`), with a `DeprecationWarning`.
 
     Example:
 
     >>> import numpy as np
     >>> logits = np.array([[6.0, 0.0], [0.0, 6.0], [6.0, 0.0], [0.0, 6.0]])
     >>> scaler = TemperatureScaling().fit(logits, [0, 1, 1, 1])  # one in four wrong
-    >>> round(scaler.temperature, 3), scaler.predict_proba(logits)[0].round(3).tolist()
+    >>> round(scaler.temperature_, 3), scaler.predict_proba(logits)[0].round(3).tolist()
     (5.461, [0.75, 0.25])
     """
+
+    temperature = _renamed("temperature", "temperature_")
+    nll_before = _renamed("nll_before", "nll_before_")
+    nll_after = _renamed("nll_after", "nll_after_")
 
     def __init__(self, activation: str = "softmax", *, per_class: bool = False,
                  min_temperature: float = 0.01, max_temperature: float = 100.0):
@@ -95,13 +127,17 @@ class TemperatureScaling:
         self.per_class = per_class
         self.min_temperature = float(min_temperature)
         self.max_temperature = float(max_temperature)
-        self.temperature: Optional[Union[float, np.ndarray]] = None
-        self.nll_before: Optional[float] = None
-        self.nll_after: Optional[float] = None
+
+    def __getattr__(self, name: str):
+        # Reached only when the attribute is not set: a fitted one before fit, as in scikit-learn.
+        if name in _FITTED:
+            raise NotFittedError(f"This TemperatureScaling is not fitted yet; call fit(logits, labels) first "
+                                 f"(then read {name}).")
+        raise AttributeError(f"'TemperatureScaling' object has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return (f"TemperatureScaling(activation={self.activation!r}, per_class={self.per_class}, "
-                f"temperature={self.temperature!r})")
+                f"temperature_={self.__dict__.get('temperature_')!r})")
 
     def fit(self, logits, labels, sample_weight=None, *, mask=None,
             ignore_class: Optional[int] = None) -> "TemperatureScaling":
@@ -127,33 +163,15 @@ class TemperatureScaling:
         >>> import numpy as np
         >>> pixels = np.zeros((1, 2, 2, 2)); pixels[..., 0] = 4.0        # one 2x2 image, class 0 wins
         >>> labels = np.array([[[0, 1], [255, 0]]])                      # one void pixel
-        >>> round(TemperatureScaling().fit(pixels, labels, ignore_class=255).temperature, 3)
+        >>> round(TemperatureScaling().fit(pixels, labels, ignore_class=255).temperature_, 3)
         5.771
         """
         kept = positions(logits, labels, activation=self.activation, mask=mask, sample_weight=sample_weight,
                          ignore_class=ignore_class, soft_labels=True)
-        logits = kept.values
-        if len(logits) == 0:
-            raise ValueError(_nothing_left("TemperatureScaling.fit", sample_weight))
-        targets = _targets(kept.labels, logits, self.activation)
-        weights = kept.weights / kept.weights.sum()
-        if not np.all(np.isfinite(logits)):
-            raise ValueError(
-                f"logits contain {int(np.sum(~np.isfinite(logits)))} NaN/inf values; a temperature "
-                "cannot be fitted to them. Drop those samples (keras_logits.metrics.NonFiniteLogits counts them)."
-            )
-        low, high = 1.0 / self.max_temperature, 1.0 / self.min_temperature
-        if self.activation == "softmax":
-            inverse = _newton(lambda s: _softmax_derivatives(s, logits, targets, weights), low, high, shape=())
-        elif self.per_class:
-            inverse = _newton(lambda s: _sigmoid_derivatives(s, logits, targets, weights),
-                              low, high, shape=(logits.shape[1],))
-        else:
-            inverse = _newton(
-                lambda s: tuple(d.sum() for d in _sigmoid_derivatives(np.full(logits.shape[1], s), logits,
-                                                                       targets, weights)),
-                low, high, shape=())
-        temperature = 1.0 / inverse
+        logits = _checked_rows(kept, "TemperatureScaling.fit", sample_weight, "a temperature cannot be fitted")
+        targets, weights = kept.targets(), kept.weights / kept.weights.sum()
+        temperature = fit_temperature(logits, targets, weights, self.activation, per_class=self.per_class,
+                                      min_temperature=self.min_temperature, max_temperature=self.max_temperature)
         at_bound = np.isclose(temperature, self.min_temperature) | np.isclose(temperature, self.max_temperature)
         if np.any(at_bound):
             warnings.warn(
@@ -164,15 +182,15 @@ class TemperatureScaling:
                 "belong to these logits, or fit on more data.",
                 stacklevel=2,
             )
-        self.temperature = float(temperature) if np.ndim(temperature) == 0 else temperature
-        self.nll_before = _nll(logits, targets, weights, self.activation)
-        self.nll_after = _nll(self.transform(logits), targets, weights, self.activation)
+        self.temperature_ = float(temperature) if np.ndim(temperature) == 0 else temperature
+        self.nll_before_ = _nll(logits, targets, weights, self.activation)
+        self.nll_after_ = _nll(self.transform(logits), targets, weights, self.activation)
         return self
 
     def transform(self, logits) -> np.ndarray:
         """Calibrated logits `logits / T` (float64), of the input's shape."""
-        self._check_fitted()
-        return as_logits(logits, self.activation) / self.temperature
+        temperature = self.temperature_  # refuses before fit, before reading the logits
+        return as_logits(logits, self.activation) / temperature
 
     def predict_proba(self, logits) -> np.ndarray:
         """Calibrated probabilities `activation(logits / T)`, of the input's shape."""
@@ -182,13 +200,9 @@ class TemperatureScaling:
         """A `keras_logits.layers.Temperature` layer holding the fitted temperature."""
         from keras_logits.layers import Temperature
 
-        self._check_fitted()
-        value = self.temperature if np.ndim(self.temperature) == 0 else np.asarray(self.temperature).tolist()
+        temperature = self.temperature_
+        value = temperature if np.ndim(temperature) == 0 else np.asarray(temperature).tolist()
         return Temperature(value, **kwargs)
-
-    def _check_fitted(self):
-        if self.temperature is None:
-            raise ValueError("This TemperatureScaling is not fitted yet; call fit(logits, labels) first.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,9 +278,11 @@ def reliability_report(logits_or_probabilities, labels, num_bins: int = 15, *, a
             see `keras_logits.statistics.positions` for the shapes.
         num_bins: Number of equal-width confidence bins.
         activation: `"softmax"` or `"sigmoid"`.
-        from_logits: Whether the values are logits. Default: probabilities if
-            every value is in [0, 1] (and, for softmax, rows sum to 1 within
-            1e-3), else logits. Pass it when you know.
+        from_logits: True for logits, False for probabilities. None
+            (deprecated) guesses, with a `DeprecationWarning`: probabilities
+            if every value is in [0, 1] (and, for softmax, rows sum to 1
+            within 1e-3), else logits; logits that happen to look like
+            probabilities are then read wrongly.
         mask: Optional `(batch, ...)`, truthy where a position counts.
         ignore_class: A class id whose positions are left out (e.g. 255).
         sample_weight: Optional non-negative weights, `(batch,)` or
@@ -275,7 +291,7 @@ def reliability_report(logits_or_probabilities, labels, num_bins: int = 15, *, a
     Example:
 
     >>> import numpy as np
-    >>> report = reliability_report(np.array([[0.9, 0.1], [0.8, 0.2]]), [0, 1], num_bins=10)
+    >>> report = reliability_report(np.array([[0.9, 0.1], [0.8, 0.2]]), [0, 1], num_bins=10, from_logits=False)
     >>> round(report.ece, 3), report.accuracy, report.bin_count.tolist()[8:]
     (0.45, 0.5, [1, 1])
     """
@@ -284,49 +300,34 @@ def reliability_report(logits_or_probabilities, labels, num_bins: int = 15, *, a
     kept = positions(logits_or_probabilities, labels, activation=activation, mask=mask,
                      sample_weight=sample_weight, ignore_class=ignore_class, soft_labels=True,
                      name="logits_or_probabilities")
-    values, weights = kept.values, kept.weights
-    if len(values) == 0:
-        raise ValueError(_nothing_left("reliability_report", sample_weight))
-    if not np.all(np.isfinite(values)):
-        raise ValueError(
-            f"logits_or_probabilities contain {int(np.sum(~np.isfinite(values)))} NaN/inf values; calibration "
-            "is undefined for them. Drop those samples first (keras_logits.metrics.NonFiniteLogits counts them)."
-        )
+    values = _checked_rows(kept, "reliability_report", sample_weight, "calibration is undefined for them")
     if from_logits is None:
-        from_logits = not _look_like_probabilities(values, activation)
-    targets = _targets(kept.labels, values, activation)
+        from_logits = _guess_from_logits(values, activation)
+    weights, targets = kept.weights, kept.targets()
     if from_logits:
         p = probabilities(values, activation)
         nll = _nll(values, targets, weights, activation)
     else:
         if np.any((values < 0) | (values > 1)):
-            raise ValueError("from_logits=False, but some values are outside [0, 1]: these are not probabilities.")
+            raise ValueError("from_logits=False, but some values are outside [0, 1]: these are not probabilities. "
+                             "Pass from_logits=True if they are logits.")
         p = values
         nll = _nll_of_probabilities(p, targets, weights, activation)
-    total = weights.sum()
-    if activation == "softmax":
-        confidence = p.max(axis=1)
-        correct = p.argmax(axis=1) == targets.argmax(axis=1)
-        brier = weights @ ((p - targets) ** 2).sum(axis=1) / total
-        decision_weights = weights
-    else:
-        confidence = np.maximum(p, 1.0 - p).ravel()
-        correct = ((p >= 0.5) == (targets >= 0.5)).ravel()
-        brier = weights @ ((p - targets) ** 2).mean(axis=1) / total
-        decision_weights = np.repeat(weights, p.shape[1])
-    weight, confidence_sum, correct_sum = calibration_bins(confidence, correct, num_bins, decision_weights)
-    count = np.bincount(np.clip((confidence * num_bins).astype("int64"), 0, num_bins - 1), minlength=num_bins)
+    decisions = _decisions(p, kept.labels, activation, weights)
+    bins = calibration_bins(decisions.confidence, decisions.correct, num_bins, decisions.weights)
+    count, _, _ = calibration_bins(decisions.confidence, decisions.correct, num_bins)
+    weight, confidence_sum, correct_sum = bins
     filled = weight > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         bin_confidence = np.where(filled, confidence_sum / weight, np.nan)
         bin_accuracy = np.where(filled, correct_sum / weight, np.nan)
     gaps = np.abs(bin_accuracy - bin_confidence)[filled]
     return ReliabilityReport(
-        ece=float(np.abs(confidence_sum - correct_sum).sum() / weight.sum()),
+        ece=expected_calibration_error(decisions.confidence, decisions.correct, num_bins, decisions.weights),
         mce=float(gaps.max()) if gaps.size else 0.0,
-        brier=float(brier),
+        brier=float(weights @ _brier(p, kept.labels, activation) / weights.sum()),
         nll=float(nll),
-        accuracy=float(decision_weights @ correct / decision_weights.sum()),
+        accuracy=float(decisions.weights @ decisions.correct / decisions.weights.sum()),
         num_samples=int(len(values)),
         bin_edges=np.linspace(0.0, 1.0, num_bins + 1),
         bin_count=count.astype("int64"),
@@ -335,71 +336,33 @@ def reliability_report(logits_or_probabilities, labels, num_bins: int = 15, *, a
     )
 
 
-def _nothing_left(caller: str, sample_weight) -> str:
-    if sample_weight is not None:
-        return (f"{caller}: sample_weight must be non-negative numbers with a positive sum over the positions "
-                "that count; every weight is 0.")
-    return (f"{caller} needs at least one sample; got an empty array (or every position is masked or has "
-            "label == ignore_class).")
+def _checked_rows(kept, caller: str, sample_weight, consequence: str) -> np.ndarray:
+    """The kept rows, refused when none are left or some are NaN/inf."""
+    values = kept.values
+    if len(values) == 0:
+        if sample_weight is not None:
+            raise ValueError(f"{caller}: sample_weight must be non-negative numbers with a positive sum over the "
+                             "positions that count; every weight is 0.")
+        raise ValueError(f"{caller} needs at least one sample; got an empty array (or every position is masked or "
+                         "has label == ignore_class).")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"{caller}: the values contain {int(np.sum(~np.isfinite(values)))} NaN/inf values; {consequence}. "
+            "Drop those samples first (keras_logits.metrics.NonFiniteLogits counts them)."
+        )
+    return values
 
 
-def _look_like_probabilities(values: np.ndarray, activation: str) -> bool:
-    if not np.all(np.isfinite(values)) or np.any((values < 0) | (values > 1)):
-        return False
-    return activation == "sigmoid" or bool(np.allclose(values.sum(axis=1), 1.0, atol=1e-3))
-
-
-def _targets(labels: np.ndarray, rows: np.ndarray, activation: str) -> np.ndarray:
-    """`positions`' labels as `(P, C)` float64 targets: ids become one-hot rows, targets stay."""
-    if labels.ndim == 2:
-        return labels
-    targets = np.zeros(rows.shape)  # not np.eye(num_classes)[ids]: 10^5 classes
-    targets[np.arange(len(labels)), labels] = 1.0
-    return targets
-
-
-def _softmax_derivatives(inverse, logits, targets, weights):
-    """First and second derivative of the weighted NLL in the inverse temperature."""
-    p = np.exp(log_softmax(inverse * logits))
-    expected = (p * logits).sum(axis=1)
-    first = weights @ (expected - (targets * logits).sum(axis=1))
-    second = weights @ ((p * logits**2).sum(axis=1) - expected**2)
-    return first, second
-
-
-def _sigmoid_derivatives(inverse, logits, targets, weights):
-    """Per-class first and second derivatives of the weighted NLL in the inverse temperature(s)."""
-    p = np.exp(log_sigmoid(inverse * logits))
-    first = weights @ ((p - targets) * logits)
-    second = weights @ (p * (1.0 - p) * logits**2)
-    return first, second
-
-
-def _newton(derivatives, low: float, high: float, shape: tuple, iterations: int = 200):
-    """Root of the increasing derivative of a convex function in [low, high] (vectorised).
-
-    Newton steps, falling back to bisection when a step leaves the bracket.
-    A root outside the bracket ends on the nearer bound.
-    """
-    lower, upper = np.full(shape, low), np.full(shape, high)
-    first_low, _ = derivatives(lower)
-    first_high, _ = derivatives(upper)
-    point = np.sqrt(lower * upper)
-    for _ in range(iterations):
-        first, second = derivatives(point)
-        lower = np.where(first < 0, point, lower)
-        upper = np.where(first >= 0, point, upper)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = point - first / second
-        inside = np.isfinite(step) & (step > lower) & (step < upper)
-        new_point = np.where(inside, step, 0.5 * (lower + upper))
-        if np.all(np.abs(new_point - point) <= 1e-13 * point):
-            point = new_point
-            break
-        point = new_point
-    point = np.where(first_low >= 0, low, point)
-    point = np.where(first_high <= 0, high, point)
-    return point if shape else float(point)
+def _guess_from_logits(values: np.ndarray, activation: str) -> bool:
+    """The deprecated guess of `from_logits=None`: probabilities when they could be, else logits."""
+    looks_like_probabilities = bool(np.all((values >= 0) & (values <= 1))) and (
+        activation == "sigmoid" or bool(np.allclose(values.sum(axis=1), 1.0, atol=1e-3)))
+    warnings.warn(
+        f"reliability_report(from_logits=None) guessed that these values are "
+        f"{'probabilities' if looks_like_probabilities else 'logits'}; the guess is deprecated and wrong for logits "
+        "that happen to look like probabilities. Pass from_logits=True for logits or from_logits=False for "
+        "probabilities.", DeprecationWarning, stacklevel=3)
+    return not looks_like_probabilities
 
 
 def _nll(logits, targets, weights, activation) -> float:

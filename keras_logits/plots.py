@@ -24,7 +24,7 @@ Example:
 >>> rng = np.random.default_rng(0)
 >>> logits, labels = rng.normal(size=(200, 4)) * 3, rng.integers(0, 4, 200)
 >>> path = os.path.join(tempfile.mkdtemp(), "reliability.png")
->>> figure = plots.reliability_diagram(logits, labels, path=path)
+>>> figure = plots.reliability_diagram(logits, labels, from_logits=True, path=path)
 >>> os.path.getsize(path) > 0, type(figure).__name__
 (True, 'Figure')
 """
@@ -58,8 +58,11 @@ def reliability_diagram(logits_or_report, labels=None, *, num_bins: int = 15, ac
         logits_or_report: A `ReliabilityReport`, or logits / probabilities,
             `(num_samples, C)` or per position `(batch, ..., C)` (then
             `labels` is needed; see `reliability_report`).
-        labels, num_bins, activation, from_logits, mask, ignore_class, sample_weight: As in
+        labels, num_bins, activation, mask, ignore_class, sample_weight: As in
             `reliability_report`.
+        from_logits: True for logits, False for probabilities; None
+            (deprecated) guesses with a `DeprecationWarning`, as
+            `reliability_report` does.
         title: Figure title (default: the ECE).
         figsize, dpi: Figure size in inches and resolution of the saved PNG.
         path: Save a PNG here.

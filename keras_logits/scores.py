@@ -61,15 +61,22 @@ def as_logits(values, activation: str = "softmax", *, name: str = "logits") -> n
     The classes are the last axis. A 1-D vector is read as one binary logit per
     sample for `"sigmoid"`; for `"softmax"` it is ambiguous and refused.
     """
+    return _classes_last(values, activation, name).astype("float64", copy=False)
+
+
+def _classes_last(values, activation: str, name: str) -> np.ndarray:
+    """`values` as a numeric array with the classes last, in its own dtype (large probes are filtered first)."""
     check_activation(activation)
-    array = np.asarray(values, dtype="float64")
+    array = np.asarray(values)
+    if array.dtype.kind not in "biuf":
+        array = array.astype("float64")  # strings and objects fail here, with NumPy's own message
     if array.ndim == 1 and activation == "sigmoid":
         array = array[:, None]
     if array.ndim < 2:
         raise ValueError(
-            f"{name} must be (num_samples, num_classes) or (batch, ..., num_classes); got shape {array.shape}. "
-            + ("Pass a batch of rows, e.g. logits[None] for one sample."
-               if activation == "softmax" else "")
+            f"{name} must be (num_samples, num_classes) or (batch, ..., num_classes), classes last; got shape "
+            f"{array.shape}." + (" Pass a batch of rows, e.g. logits[None] for one sample."
+                                 if activation == "softmax" else "")
         )
     if array.shape[-1] == 0:
         raise ValueError(f"{name} have zero classes (shape {array.shape}); a classifier needs at least one.")
@@ -132,10 +139,18 @@ def entropy(logits, activation: str = "softmax") -> np.ndarray:
     """Predictive entropy in nats (sigmoid: summed over labels). Higher: OOD or likely wrong."""
     logits = as_logits(logits, activation)
     if activation == "softmax":
-        log_p = log_softmax(logits)
-        return -(np.exp(log_p) * log_p).sum(axis=-1)
-    log_p, log_q = log_sigmoid(logits), log_sigmoid(-logits)
-    return -(np.exp(log_p) * log_p + np.exp(log_q) * log_q).sum(axis=-1)
+        return _softmax_entropy(log_softmax(logits))
+    return _binary_entropies(log_sigmoid(logits), log_sigmoid(-logits)).sum(axis=-1)
+
+
+def _softmax_entropy(log_p: np.ndarray) -> np.ndarray:
+    """`-sum(p * log p)` over the class axis, from log-probabilities (callers that have them skip a softmax)."""
+    return -(np.exp(log_p) * log_p).sum(axis=-1)
+
+
+def _binary_entropies(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
+    """The binary entropy of every sigmoid unit from `log p` and `log(1 - p)` (`log_sigmoid(x)`, `log_sigmoid(-x)`)."""
+    return -(np.exp(log_p) * log_p + np.exp(log_q) * log_q)
 
 
 def ood_scores(logits, activation: str = "softmax", *, temperature: float = 1.0) -> dict:

@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 
 from keras_logits._activations import check_activation
-from keras_logits.scores import log_sigmoid, log_softmax
+from keras_logits.scores import _binary_entropies, _classes_last, _softmax_entropy, log_sigmoid, log_softmax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,23 @@ class Positions:
     values: np.ndarray
     labels: Optional[np.ndarray]
     weights: np.ndarray
+
+    def targets(self) -> np.ndarray:
+        """`(P, C)` float64 targets: class ids become one-hot rows, targets stay as they are.
+
+        Example:
+
+        >>> kept = positions(np.zeros((2, 3)), [2, 0], activation="softmax")
+        >>> kept.targets().tolist()
+        [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+        """
+        if self.labels is None:
+            raise ValueError("These positions have no labels; pass labels to positions().")
+        if self.labels.ndim == 2:
+            return self.labels
+        one_hot = np.zeros(self.values.shape)  # not np.eye(num_classes)[ids]: 10^5 classes
+        one_hot[np.arange(len(self.labels)), self.labels] = 1.0
+        return one_hot
 
 
 def positions(values, labels=None, *, activation: str, mask=None, sample_weight=None,
@@ -90,8 +107,7 @@ def positions(values, labels=None, *, activation: str, mask=None, sample_weight=
     >>> kept.values.tolist(), kept.labels.tolist()
     ([[0.0, 1.0], [2.0, 3.0], [6.0, 7.0]], [0, 1, 1])
     """
-    check_activation(activation)
-    values = _as_values(values, activation, name)
+    values = _classes_last(values, activation, name)
     position_shape, num_classes = values.shape[:-1], values.shape[-1]
     weights = np.ones(position_shape)
     if sample_weight is not None:
@@ -103,14 +119,10 @@ def positions(values, labels=None, *, activation: str, mask=None, sample_weight=
         weights = weights * _to_positions(np.asarray(mask).astype(bool), position_shape, "mask", name)
     targets = None
     if labels is not None:
-        targets, sparse = _labels(labels, values.shape, activation, ignore_class, soft_labels, name)
-        if ignore_class is not None:
-            if not sparse:
-                raise ValueError("ignore_class applies to sparse class-id labels; with one-hot labels drop "
-                                 "positions with mask= or a sample_weight of 0.")
+        targets = normalize_labels(labels, values.shape, activation=activation, ignore_class=ignore_class,
+                                   soft_labels=soft_labels, where=weights > 0, name=name)
+        if ignore_class is not None:  # normalize_labels refuses ignore_class unless these are class ids
             weights = weights * (targets != ignore_class)
-        if sparse:
-            _check_labels(targets, weights, values.shape, ignore_class)
     elif ignore_class is not None:
         raise ValueError("ignore_class needs labels: it drops the positions whose label equals it.")
     keep = weights.reshape(-1) > 0
@@ -184,7 +196,7 @@ def summarize(logits, labels=None, *, activation: str, mask=None, sample_weight=
     summary.update({key: sums[key] / total for key in ("margin", "confidence", "entropy", "brier", "accuracy")
                     if key in sums})
     if "bin_weight" in sums:
-        summary["ece"] = float(np.abs(sums["bin_confidence"] - sums["bin_correct"]).sum() / sums["bin_weight"].sum())
+        summary["ece"] = _ece_of_bins(sums["bin_weight"], sums["bin_confidence"], sums["bin_correct"])
     return {key: float(value) for key, value in summary.items()}
 
 
@@ -199,37 +211,61 @@ def _sums(kept: Positions, activation: str, num_bins: int) -> dict:
     sums = {"weight": w.sum(), "logit_weight": w.sum() * x.shape[1], "logits": w @ x.sum(axis=1),
             "squares": w @ (x**2).sum(axis=1), "nonfinite": float(np.sum(~np.isfinite(x)))}
     if activation == "softmax" and x.shape[1] > 1:
-        # Log-probabilities once: probabilities, confidence and entropy share them (10^5-class probes are large).
+        # Log-probabilities once: probabilities and entropy share them (10^5-class probes are large).
         log_p = log_softmax(x)
         p = np.exp(log_p)
-        confidence = p.max(axis=1)
         top_two = np.partition(x, -2, axis=1)[:, -2:]
         sums["margin"] = w @ (top_two[:, 1] - top_two[:, 0])
-        sums["confidence"] = w @ confidence
-        sums["entropy"] = w @ -(p * log_p).sum(axis=1)
-        if kept.labels is not None:
-            correct = p.argmax(axis=1) == kept.labels
-            decisions, decision_weights = (confidence, correct), w
-            # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_label + 1, without a (classes x classes) eye.
-            p_label = p[np.arange(len(kept.labels)), kept.labels]
-            sums["brier"] = w @ ((p**2).sum(axis=1) - 2.0 * p_label + 1.0)
-            sums["accuracy"] = w @ correct
+        sums["entropy"] = w @ _softmax_entropy(log_p)
     else:
-        log_p, log_q = log_sigmoid(x), log_sigmoid(-x)
-        p, q = np.exp(log_p), np.exp(log_q)
-        confidence = np.maximum(p, q)
+        activation = "sigmoid"  # a single-class softmax is constant: read its one unit as a binary decision
+        log_p = log_sigmoid(x)
+        p = np.exp(log_p)
         sums["margin"] = w @ np.abs(x).mean(axis=1)
-        sums["confidence"] = w @ confidence.mean(axis=1)
-        sums["entropy"] = w @ -(p * log_p + q * log_q).mean(axis=1)
-        if kept.labels is not None:
-            correct = (p >= 0.5) == (kept.labels >= 0.5)
-            decisions, decision_weights = (confidence.ravel(), correct.ravel()), np.repeat(w, x.shape[1])
-            sums["brier"] = w @ ((p - kept.labels) ** 2).mean(axis=1)
-            sums["accuracy"] = w @ correct.mean(axis=1)
+        sums["entropy"] = w @ _binary_entropies(log_p, log_sigmoid(-x)).mean(axis=1)
+    decisions = _decisions(p, kept.labels, activation, w)
+    units = len(decisions.weights) // len(w)  # decisions per position: 1, or the sigmoid units
+    sums["confidence"] = decisions.weights @ decisions.confidence / units
     if kept.labels is not None:
+        sums["accuracy"] = decisions.weights @ decisions.correct / units
+        sums["brier"] = w @ _brier(p, kept.labels, activation)
         sums["bin_weight"], sums["bin_confidence"], sums["bin_correct"] = calibration_bins(
-            *decisions, num_bins, decision_weights)
+            decisions.confidence, decisions.correct, num_bins, decisions.weights)
     return sums
+
+
+@dataclasses.dataclass(frozen=True)
+class _Decisions:
+    """The decisions of `(P, C)` probabilities: one per row (softmax), one per unit (sigmoid)."""
+
+    confidence: np.ndarray
+    correct: Optional[np.ndarray]  # None without labels
+    weights: np.ndarray
+
+
+def _decisions(p: np.ndarray, labels: Optional[np.ndarray], activation: str, weights: np.ndarray) -> _Decisions:
+    """Softmax: the top class, correct when it is the label. Sigmoid: each unit, correct when `p >= 0.5` matches."""
+    if activation == "softmax":
+        correct = None
+        if labels is not None:
+            correct = p.argmax(axis=1) == (labels if labels.ndim == 1 else labels.argmax(axis=1))
+        return _Decisions(p.max(axis=1), correct, weights)
+    correct = None if labels is None else ((p >= 0.5) == (_unit_targets(labels) >= 0.5)).ravel()
+    return _Decisions(np.maximum(p, 1.0 - p).ravel(), correct, np.repeat(weights, p.shape[1]))
+
+
+def _brier(p: np.ndarray, labels: np.ndarray, activation: str) -> np.ndarray:
+    """Per-position Brier score: softmax sums `(p - y)^2` over classes, sigmoid averages it over units."""
+    if activation == "sigmoid":
+        return ((p - _unit_targets(labels)) ** 2).mean(axis=1)
+    if labels.ndim == 2:
+        return ((p - labels) ** 2).sum(axis=1)
+    # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_label + 1, without a (classes x classes) eye.
+    return (p**2).sum(axis=1) - 2.0 * p[np.arange(len(labels)), labels] + 1.0
+
+
+def _unit_targets(labels: np.ndarray) -> np.ndarray:
+    return labels if labels.ndim == 2 else labels[:, None].astype("float64")
 
 
 def calibration_bins(confidence: np.ndarray, correct: np.ndarray, num_bins: int, weights=None) -> tuple:
@@ -260,26 +296,13 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, num_
     >>> round(expected_calibration_error(np.array([0.9, 0.7]), np.array([1, 0]), num_bins=10), 6)
     0.4
     """
-    total, confidence_sum, correct_sum = calibration_bins(confidence, correct, num_bins, weights)
-    weight = total.sum()
-    return float(np.abs(confidence_sum - correct_sum).sum() / weight) if weight > 0 else 0.0
+    return _ece_of_bins(*calibration_bins(confidence, correct, num_bins, weights))
 
 
-def _as_values(values, activation: str, name: str) -> np.ndarray:
-    """`values` as an array with the classes last; a 1-D sigmoid vector is one logit per sample."""
-    array = np.asarray(values)
-    if array.dtype.kind not in "biuf":
-        array = array.astype("float64")  # strings and objects fail here, with NumPy's own message
-    if array.ndim == 1 and activation == "sigmoid":
-        array = array[:, None]
-    if array.ndim < 2:
-        raise ValueError(
-            f"{name} must be (num_samples, num_classes) or (batch, ..., num_classes), classes last; got shape "
-            f"{array.shape}." + (" Pass a batch, e.g. logits[None] for one sample." if activation == "softmax" else "")
-        )
-    if array.shape[-1] == 0:
-        raise ValueError(f"{name} have zero classes (shape {array.shape}); a classifier needs at least one.")
-    return array
+def _ece_of_bins(weight: np.ndarray, confidence_sum: np.ndarray, correct_sum: np.ndarray) -> float:
+    """The ECE of `calibration_bins`' sums (also of sums added over chunks); 0 without any weight."""
+    total = weight.sum()
+    return float(np.abs(confidence_sum - correct_sum).sum() / total) if total > 0 else 0.0
 
 
 def _to_positions(array: np.ndarray, position_shape: tuple, what: str, name: str) -> np.ndarray:
@@ -295,30 +318,69 @@ def _to_positions(array: np.ndarray, position_shape: tuple, what: str, name: str
                            position_shape)
 
 
-def _labels(labels, values_shape: tuple, activation: str, ignore_class, soft_labels: bool, name: str):
-    """`(labels as ids of the position shape or targets of the values' shape, whether they were sparse ids)`."""
+def normalize_labels(labels, values_shape: tuple, *, activation: str, ignore_class: Optional[int] = None,
+                     soft_labels: bool = False, where=None, name: str = "logits") -> np.ndarray:
+    """Checks labels against `(batch, ..., C)` values and returns them as class ids or as targets.
+
+    The one host-side reader of labels (`positions`, calibration and the
+    logger's probe use it). Softmax: class ids `(batch, ...)` or
+    `(batch, ..., 1)` come back as ids of the position shape `(batch, ...)`;
+    one-hot / soft labels `(batch, ..., C)` as their argmax ids, or with
+    `soft_labels=True` as float64 targets of the values' shape. Sigmoid: 0/1
+    (or soft) targets of the values' shape (or `(batch, ...)` when `C == 1`)
+    come back as float64 targets of the values' shape. So the result holds ids
+    exactly when its shape differs from `values_shape`.
+
+    Args:
+        labels: The labels, any array NumPy reads.
+        values_shape: The shape of the logits or probabilities, classes last.
+        activation: `"softmax"` or `"sigmoid"`.
+        ignore_class: A class id marking positions that do not count (sparse
+            softmax labels only; refused otherwise).
+        soft_labels: Keep one-hot / soft softmax labels as targets.
+        where: Optional boolean array of the position shape: class ids are
+            checked (integers in `[0, C)`) only where it is True, e.g. not at
+            padding.
+        name: What the values are called in error messages.
+
+    Returns:
+        Class ids of the position shape (their own dtype, integer-valued where
+        they count) or float64 targets of `values_shape`.
+
+    Example:
+
+    >>> normalize_labels([[0, 2], [1, 255]], (2, 2, 3), activation="softmax", ignore_class=255).tolist()
+    [[0, 2], [1, 255]]
+    >>> normalize_labels(np.eye(3)[[0, 2]], (2, 3), activation="softmax").tolist()
+    [0, 2]
+    """
+    check_activation(activation)
     labels = np.asarray(labels)
     if labels.dtype.kind not in "biuf":
         raise ValueError(f"labels must be numbers, got dtype {labels.dtype}.")
+    values_shape = tuple(values_shape)
     position_shape, num_classes = values_shape[:-1], values_shape[-1]
     if activation == "sigmoid" and ignore_class is not None:
         raise ValueError("ignore_class applies to sparse class-id labels of softmax heads; for a sigmoid head, "
                          "drop positions with mask= or a sample_weight of 0.")
-    ids_shapes = (position_shape, position_shape + (1,))
     if labels.shape == values_shape and (activation == "sigmoid" or num_classes > 1):
         if not np.all(np.isfinite(labels)) or np.any((labels < 0) | (labels > 1)):
             raise ValueError("One-hot / multi-hot labels must be in [0, 1].")
+        if ignore_class is not None:
+            raise ValueError("ignore_class applies to sparse class-id labels; with one-hot labels drop "
+                             "positions with mask= or a sample_weight of 0.")
         if activation == "sigmoid" or soft_labels:
-            return labels.astype("float64"), False
-        return labels.argmax(axis=-1), False
-    if labels.shape in ids_shapes:
+            return labels.astype("float64")
+        return labels.argmax(axis=-1)
+    if labels.shape in (position_shape, position_shape + (1,)):
         labels = labels.reshape(position_shape)
-        if activation == "sigmoid":
-            if num_classes != 1:
-                raise ValueError(f"labels have shape {labels.shape}, but a sigmoid head of {num_classes} labels "
-                                 f"needs 0/1 targets of the {name}' shape {values_shape}.")
-            return labels.astype("float64")[..., None], False
-        return labels, True
+        if activation == "softmax":
+            _check_class_ids(labels, where, ignore_class, values_shape)
+            return labels
+        if num_classes != 1:
+            raise ValueError(f"labels have shape {labels.shape}, but a sigmoid head of {num_classes} labels "
+                             f"needs 0/1 targets of the {name}' shape {values_shape}.")
+        return labels.astype("float64")[..., None]
     if labels.shape[:1] != position_shape[:1]:
         raise ValueError(
             f"labels have shape {labels.shape} but there are {position_shape[0]} samples; "
@@ -331,10 +393,13 @@ def _labels(labels, values_shape: tuple, activation: str, ignore_class, soft_lab
     raise ValueError(f"labels have shape {labels.shape}, but {name} of shape {values_shape} need {expected}.")
 
 
-def _check_labels(targets: np.ndarray, weights: np.ndarray, values_shape: tuple, ignore_class) -> None:
-    """Class ids must be integers in range at the positions that count."""
+def _check_class_ids(ids: np.ndarray, where, ignore_class, values_shape: tuple) -> None:
+    """Class ids must be integers in range where they count."""
     num_classes = values_shape[-1]
-    ids = targets[weights > 0]
+    counted = np.ones(ids.shape, bool) if where is None else np.broadcast_to(np.asarray(where, bool), ids.shape)
+    if ignore_class is not None:
+        counted = counted & (ids != ignore_class)
+    ids = ids[counted]
     if ids.size and (np.any(ids != np.round(ids)) or ids.min() < 0 or ids.max() >= num_classes):
         hint = (f" If {int(ids.max())} marks positions to skip (e.g. 255 'void' pixels), pass ignore_class="
                 f"{int(ids.max())}." if ignore_class is None and ids.max() >= num_classes

@@ -142,12 +142,12 @@ fit_labels, eval_labels = y_test[:180], y_test[180:]
 scaler = keras_logits.TemperatureScaling().fit(fit_logits, fit_labels)
 before = keras_logits.reliability_report(eval_logits, eval_labels, from_logits=True)
 after = keras_logits.reliability_report(scaler.transform(eval_logits), eval_labels, from_logits=True)
-print(f"temperature {scaler.temperature:.3f}")
+print(f"temperature {scaler.temperature_:.3f}")
 print(f"held-out ECE {before.ece:.4f} -> {after.ece:.4f}, NLL {before.nll:.4f} -> {after.nll:.4f}, "
       f"accuracy {before.accuracy:.4f} -> {after.accuracy:.4f}")"""),
         ("md", "## Reliability diagrams, before and after"),
         ("code", """display(plots.reliability_diagram(before, title=f"before: ECE {before.ece:.3f}", figsize=(4, 4.5)))
-display(plots.reliability_diagram(after, title=f"T = {scaler.temperature:.2f}: ECE {after.ece:.3f}", figsize=(4, 4.5)))"""),
+display(plots.reliability_diagram(after, title=f"T = {scaler.temperature_:.2f}: ECE {after.ece:.3f}", figsize=(4, 4.5)))"""),
         ("md", "## Out-of-distribution scores\n\nThe in-distribution set is the held-out digits; the shifted "
                "sets are the same digits with inverted intensities, and uniform noise. Each score's AUROC says "
                "how well it separates them (1.0: perfectly; 0.5: chance). `scores.HIGHER_MEANS_OOD` gives the "
@@ -255,7 +255,7 @@ print("snapshot arrays:", {name: snapshot[name].shape for name in snapshot.files
 before = keras_logits.reliability_report(logits[50:], y_test[50:], from_logits=True, ignore_class=VOID)
 after = keras_logits.reliability_report(scaler.transform(logits[50:]), y_test[50:], from_logits=True,
                                         ignore_class=VOID)
-print(f"temperature {scaler.temperature:.3f} on {before.num_samples} held-out pixels")
+print(f"temperature {scaler.temperature_:.3f} on {before.num_samples} held-out pixels")
 print(f"per-pixel ECE {before.ece:.4f} -> {after.ece:.4f}, NLL {before.nll:.4f} -> {after.nll:.4f}")
 print(after.table())"""),
         ("md", "## A predicted mask"),

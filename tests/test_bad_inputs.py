@@ -75,8 +75,8 @@ def test_integer_and_one_hot_labels_give_the_same_numbers():
     one_hot = np.eye(5)[labels]
     assert reliability_report(logits, labels, from_logits=True).ece == pytest.approx(
         reliability_report(logits, one_hot, from_logits=True).ece)
-    assert TemperatureScaling().fit(logits, labels).temperature == pytest.approx(
-        TemperatureScaling().fit(logits, one_hot).temperature, rel=1e-9)
+    assert TemperatureScaling().fit(logits, labels).temperature_ == pytest.approx(
+        TemperatureScaling().fit(logits, one_hot).temperature_, rel=1e-9)
     assert probe_summary(logits, labels, "softmax") == pytest.approx(probe_summary(logits, one_hot, "softmax"))
 
 
@@ -98,7 +98,7 @@ def test_zero_classes_are_refused():
     with pytest.raises(ValueError, match="zero classes"):
         scores.entropy(np.zeros((4, 0)))
     with pytest.raises(ValueError, match="zero classes"):
-        reliability_report(np.zeros((4, 0)), np.zeros(4))
+        reliability_report(np.zeros((4, 0)), np.zeros(4), from_logits=True)
     inputs = keras.Input((4,))
     try:
         model = keras.Model(inputs, keras.layers.Dense(0, activation="softmax")(inputs))
@@ -119,7 +119,7 @@ def test_a_hundred_thousand_classes():
     report = reliability_report(outputs["logits"], labels, from_logits=True)  # no (classes x classes) eye
     summary = probe_summary(outputs["logits"], labels, "softmax")
     assert summary["brier"] == pytest.approx(report.brier, rel=1e-9)
-    assert TemperatureScaling().fit(outputs["logits"], labels).temperature > 0
+    assert TemperatureScaling().fit(outputs["logits"], labels).temperature_ > 0
 
 
 def test_read_only_directory_is_refused_before_writing(tmp_path):
@@ -134,7 +134,7 @@ def test_read_only_directory_is_refused_before_writing(tmp_path):
     before = sorted(p.name for p in locked.iterdir())
     try:
         with pytest.raises(PermissionError):
-            keras_logits.plots.reliability_diagram(np.eye(3), [0, 1, 2], path=locked / "r.png")
+            keras_logits.plots.reliability_diagram(np.eye(3), [0, 1, 2], from_logits=False, path=locked / "r.png")
         model = softmax_model()
         model.compile(loss="sparse_categorical_crossentropy")
         with pytest.raises(PermissionError, match="cannot write to"):
@@ -155,7 +155,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails wi
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 target = sys.argv[1]
 for write in (lambda: atomic_write(target, lambda f: f.write(b"x" * 100_000)),
-              lambda: reliability_diagram(np.eye(3), [0, 1, 2], path=target)):
+              lambda: reliability_diagram(np.eye(3), [0, 1, 2], from_logits=False, path=target)):
     try:
         write()
     except OSError as error:

@@ -9,7 +9,7 @@ import pytest
 from scipy import optimize, special
 
 import keras_logits
-from keras_logits.calibration import TemperatureScaling, reliability_report
+from keras_logits.calibration import NotFittedError, TemperatureScaling, reliability_report
 from keras_logits.layers import Temperature
 from tests.conftest import logit_tolerance
 
@@ -73,16 +73,16 @@ def numpy_report(p, labels, num_bins):
 def test_softmax_temperature_matches_scipy():
     logits, labels = overconfident_logits()
     scaler = TemperatureScaling().fit(logits, labels)
-    assert scaler.temperature > 1.5  # overconfident logits need softening
-    assert abs(scaler.temperature - scipy_softmax_temperature(logits, labels)) < TEMPERATURE_TOLERANCE
-    assert scaler.nll_after < scaler.nll_before
+    assert scaler.temperature_ > 1.5  # overconfident logits need softening
+    assert abs(scaler.temperature_ - scipy_softmax_temperature(logits, labels)) < TEMPERATURE_TOLERANCE
+    assert scaler.nll_after_ < scaler.nll_before_
 
 
 def test_one_hot_labels_and_sample_weights_match_scipy():
     logits, labels = overconfident_logits(seed=1)
     weights = np.random.default_rng(1).uniform(0.1, 3.0, len(labels))
-    from_ids = TemperatureScaling().fit(logits, labels, sample_weight=weights).temperature
-    from_one_hot = TemperatureScaling().fit(logits, np.eye(5)[labels], sample_weight=weights).temperature
+    from_ids = TemperatureScaling().fit(logits, labels, sample_weight=weights).temperature_
+    from_one_hot = TemperatureScaling().fit(logits, np.eye(5)[labels], sample_weight=weights).temperature_
     reference = scipy_softmax_temperature(logits, labels, weights)
     assert abs(from_ids - reference) < TEMPERATURE_TOLERANCE
     assert abs(from_one_hot - from_ids) < 1e-9
@@ -93,9 +93,9 @@ def test_sigmoid_single_and_per_class_temperatures_match_scipy():
     targets = (rng.uniform(size=(4000, 3)) < 0.4).astype(float)
     scales = np.array([0.5, 3.0, 8.0])  # under-, mildly and very overconfident labels
     logits = scales * (2 * targets - 1 + rng.normal(size=targets.shape))
-    shared = TemperatureScaling("sigmoid").fit(logits, targets).temperature
+    shared = TemperatureScaling("sigmoid").fit(logits, targets).temperature_
     assert abs(shared - scipy_sigmoid_temperature(logits, targets)) < TEMPERATURE_TOLERANCE
-    per_class = TemperatureScaling("sigmoid", per_class=True).fit(logits, targets).temperature
+    per_class = TemperatureScaling("sigmoid", per_class=True).fit(logits, targets).temperature_
     assert per_class.shape == (3,)
     for j in range(3):
         assert abs(per_class[j] - scipy_sigmoid_temperature(logits[:, j], targets[:, j])) < TEMPERATURE_TOLERANCE
@@ -107,7 +107,7 @@ def test_binary_sigmoid_with_one_logit_per_sample():
     targets = rng.integers(0, 2, 2000)
     logits = 6.0 * (2 * targets - 1 + 1.5 * rng.normal(size=2000))
     scaler = TemperatureScaling("sigmoid").fit(logits, targets)
-    assert abs(scaler.temperature - scipy_sigmoid_temperature(logits, targets)) < TEMPERATURE_TOLERANCE
+    assert abs(scaler.temperature_ - scipy_sigmoid_temperature(logits, targets)) < TEMPERATURE_TOLERANCE
     assert scaler.predict_proba(logits).shape == (2000, 1)
 
 
@@ -126,8 +126,8 @@ def test_held_out_ece_of_an_overconfident_keras_model_drops(digits):
     scaler = TemperatureScaling().fit(logits[:half], labels[:half])
     before = reliability_report(logits[half:], labels[half:], from_logits=True)
     after = reliability_report(scaler.transform(logits[half:]), labels[half:], from_logits=True)
-    assert scaler.temperature > 1.0
-    assert after.ece < 0.6 * before.ece, (before.ece, after.ece, scaler.temperature)
+    assert scaler.temperature_ > 1.0
+    assert after.ece < 0.6 * before.ece, (before.ece, after.ece, scaler.temperature_)
     assert after.nll < before.nll
     assert after.accuracy == before.accuracy  # temperature never changes the predicted class
 
@@ -136,7 +136,7 @@ def test_separable_labels_warn_and_stop_at_the_minimum_temperature():
     logits = np.array([[5.0, 0.0], [0.0, 5.0]] * 10)
     with pytest.warns(UserWarning, match="end of the range"):
         scaler = TemperatureScaling().fit(logits, [0, 1] * 10)
-    assert scaler.temperature == pytest.approx(0.01)
+    assert scaler.temperature_ == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize(
@@ -160,6 +160,38 @@ def test_separable_labels_warn_and_stop_at_the_minimum_temperature():
 def test_bad_input_is_refused_with_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+FITTED_NAMES = {"temperature": "temperature_", "nll_before": "nll_before_", "nll_after": "nll_after_"}
+
+
+def test_fitted_attributes_end_in_an_underscore_and_the_old_names_read_them_with_a_warning():
+    logits, labels = overconfident_logits(num_samples=400, seed=15)
+    scaler = TemperatureScaling().fit(logits, labels)
+    reference_nll = -np.mean(special.log_softmax(logits, axis=1)[np.arange(len(labels)), labels])
+    assert scaler.nll_before_ == pytest.approx(reference_nll, rel=1e-12)
+    assert abs(scaler.temperature_ - scipy_softmax_temperature(logits, labels)) < TEMPERATURE_TOLERANCE
+    for old, new in FITTED_NAMES.items():
+        with pytest.warns(DeprecationWarning, match=f"read {new}"):
+            assert getattr(scaler, old) == getattr(scaler, new)
+        with pytest.raises(AttributeError, match=f"read-only; fit\\(\\) sets {new}"):
+            setattr(scaler, old, 1.0)
+    assert "temperature_=" in repr(scaler)
+
+
+def test_unfitted_scaler_refuses_every_fitted_attribute_and_its_old_name_reads_none():
+    scaler = TemperatureScaling()
+    for old, new in FITTED_NAMES.items():
+        with pytest.raises(NotFittedError, match=r"not fitted yet; call fit\(logits, labels\) first"):
+            getattr(scaler, new)
+        assert not hasattr(scaler, new)  # an AttributeError too, as scikit-learn's NotFittedError
+        with pytest.warns(DeprecationWarning):
+            assert getattr(scaler, old) is None
+    assert issubclass(NotFittedError, ValueError)
+    with pytest.raises(NotFittedError):
+        scaler.layer()
+    with pytest.raises(AttributeError, match="no attribute 'temprature_'"):
+        scaler.temprature_
 
 
 # ---- the Temperature layer, expose and export --------------------------------------------------
@@ -187,7 +219,7 @@ def test_expose_with_temperature_divides_the_logits_and_keeps_the_original_weigh
     x = np.random.default_rng(5).normal(size=(32, 6)).astype("float32")
     reference = keras_logits.expose(model).predict(x, verbose=0)["logits"]
     scaler = TemperatureScaling()
-    scaler.temperature = 2.5
+    scaler.temperature_ = 2.5  # set by hand, as scikit-learn allows for fitted attributes
     calibrated = keras_logits.expose(model, temperature=scaler)
     outputs = calibrated.predict(x, verbose=0)
     np.testing.assert_allclose(outputs["logits"], reference / 2.5, atol=logit_tolerance(reference))
@@ -249,14 +281,14 @@ def test_report_equals_a_loop_over_bins():
     np.testing.assert_array_equal(report.bin_count, reference["count"])
     np.testing.assert_allclose(report.bin_confidence, reference["confidence"], rtol=1e-12)
     np.testing.assert_allclose(report.bin_accuracy, reference["accuracy_per_bin"], rtol=1e-12)
-    from_probabilities = reliability_report(p, labels, num_bins=15)  # inferred: rows sum to 1
+    from_probabilities = reliability_report(p, labels, num_bins=15, from_logits=False)
     assert from_probabilities.ece == pytest.approx(report.ece, abs=1e-12)
     assert from_probabilities.nll == pytest.approx(report.nll, rel=1e-6)
 
 
 def test_report_handles_empty_bins():
     p = np.array([[0.95, 0.05], [0.9, 0.1], [0.55, 0.45]])
-    report = reliability_report(p, [0, 1, 0], num_bins=10)
+    report = reliability_report(p, [0, 1, 0], num_bins=10, from_logits=False)
     assert report.bin_count.tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 0, 2]
     assert np.isnan(report.bin_confidence[:5]).all() and np.isnan(report.bin_accuracy[6])
     assert report.ece == pytest.approx((abs(0.55 - 1) + abs(0.925 * 2 - 1)) / 3)
@@ -285,13 +317,51 @@ def test_report_ece_equals_the_in_step_metric():
     assert float(metric.result()) == pytest.approx(report.ece, abs=1e-5)
 
 
+def test_explicit_from_logits_reads_probability_looking_logits_as_logits():
+    """Logits in [0, 1] whose rows sum to 1: the deprecated guess takes them for probabilities, wrongly."""
+    rng = np.random.default_rng(16)
+    logits = rng.dirichlet(np.ones(4), size=200)
+    labels = rng.integers(0, 4, 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        explicit = reliability_report(logits, labels, from_logits=True)
+    reference = numpy_report(special.softmax(logits, axis=1), labels, 15)
+    for key in ("ece", "mce", "brier", "nll"):
+        assert getattr(explicit, key) == pytest.approx(reference[key], rel=1e-9, abs=1e-12), key
+    with pytest.warns(DeprecationWarning, match="guessed that these values are probabilities.*from_logits=True"):
+        guessed = reliability_report(logits, labels)
+    assert guessed.ece == pytest.approx(numpy_report(logits, labels, 15)["ece"], rel=1e-9)
+    assert guessed.ece != pytest.approx(explicit.ece, rel=1e-3)
+
+
+def test_explicit_from_logits_false_never_guesses_and_refuses_values_outside_zero_one():
+    p = np.array([[0.7, 0.2], [0.1, 0.6]])            # rows do not sum to 1: the guess would say logits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = reliability_report(p, [0, 0], num_bins=10, from_logits=False)
+    assert report.ece == pytest.approx((abs(0.7 - 1) + abs(0.6 - 0)) / 2)
+    with pytest.warns(DeprecationWarning, match="guessed that these values are logits"):
+        reliability_report(p, [0, 0], num_bins=10)
+    with pytest.raises(ValueError, match="Pass from_logits=True if they are logits"):
+        reliability_report(p + 1.0, [0, 0], from_logits=False)
+
+
+def test_report_and_probe_summary_share_one_ece_brier_and_accuracy():
+    pixels, ids, weights = per_pixel_problem(seed=17)
+    report = reliability_report(pixels, ids, from_logits=True, ignore_class=255, sample_weight=weights)
+    summary = keras_logits.statistics.summarize(pixels, ids, activation="softmax", ignore_class=255,
+                                                sample_weight=weights)
+    for key in ("ece", "brier", "accuracy"):
+        assert getattr(report, key) == pytest.approx(summary[key], rel=1e-12), key
+
+
 @pytest.mark.parametrize(
     "values, labels, kwargs, message",
     [
-        (np.zeros((0, 3)), [], {}, "at least one sample"),
-        (np.full((2, 2), 0.5), [0, 1], {"num_bins": 0}, "positive integer"),
+        (np.zeros((0, 3)), [], {"from_logits": True}, "at least one sample"),
+        (np.full((2, 2), 0.5), [0, 1], {"num_bins": 0, "from_logits": False}, "positive integer"),
         (np.array([[2.0, -1.0]]), [0], {"from_logits": False}, "outside"),
-        (np.full((2, 2), 0.5), [[0, 1, 1]], {}, "2 samples"),
+        (np.full((2, 2), 0.5), [[0, 1, 1]], {"from_logits": False}, "2 samples"),
     ],
 )
 def test_report_bad_input(values, labels, kwargs, message):
@@ -322,9 +392,9 @@ def test_per_pixel_temperature_with_ignore_class_and_weights_matches_scipy_on_th
     keep = ids != 255
     scaler = TemperatureScaling().fit(pixels, ids, sample_weight=weights, ignore_class=255)
     reference = scipy_softmax_temperature(pixels[keep], ids[keep], weights[keep])
-    assert abs(scaler.temperature - reference) < TEMPERATURE_TOLERANCE
+    assert abs(scaler.temperature_ - reference) < TEMPERATURE_TOLERANCE
     assert scaler.transform(pixels).shape == pixels.shape
-    np.testing.assert_allclose(scaler.predict_proba(pixels), special.softmax(pixels / scaler.temperature, axis=-1),
+    np.testing.assert_allclose(scaler.predict_proba(pixels), special.softmax(pixels / scaler.temperature_, axis=-1),
                                rtol=1e-12)
 
 
@@ -332,8 +402,8 @@ def test_masked_tokens_temperature_equals_the_fit_on_the_unpadded_tokens():
     pixels, ids, _ = per_pixel_problem(seed=11)
     tokens, tags = pixels.reshape(6, 50, 5), np.where(ids == 255, 0, ids).reshape(6, 50)
     mask = np.arange(50)[None, :] < np.array([50, 10, 33, 1, 48, 20])[:, None]
-    masked = TemperatureScaling().fit(tokens, tags, mask=mask).temperature
-    assert masked == pytest.approx(TemperatureScaling().fit(tokens[mask], tags[mask]).temperature, abs=1e-9)
+    masked = TemperatureScaling().fit(tokens, tags, mask=mask).temperature_
+    assert masked == pytest.approx(TemperatureScaling().fit(tokens[mask], tags[mask]).temperature_, abs=1e-9)
 
 
 def test_per_pixel_report_equals_the_flattened_loop_over_bins():
@@ -376,4 +446,4 @@ def test_per_position_calibration_refusals():
     with pytest.raises(ValueError, match=r"class ids of shape \(3, 10, 10\)"):
         TemperatureScaling().fit(pixels, ids[:, :5])
     with pytest.raises(ValueError, match="at least one sample"):
-        reliability_report(pixels, np.full(ids.shape, 255), ignore_class=255)
+        reliability_report(pixels, np.full(ids.shape, 255), from_logits=True, ignore_class=255)

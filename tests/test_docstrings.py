@@ -20,6 +20,7 @@ MODULES = [
     "keras_logits._snapshots",
     "keras_logits.scores",
     "keras_logits.calibration",
+    "keras_logits._temperature_fit",
     "keras_logits.checks",
     "keras_logits.plots",
     "keras_logits.hub",

@@ -28,10 +28,10 @@ def png_size(path):
 def test_reliability_diagram_png(tmp_path, logits_and_labels):
     logits, labels = logits_and_labels
     path = tmp_path / "reliability.png"
-    figure = plots.reliability_diagram(logits, labels, path=path, figsize=(5, 6), dpi=80)
+    figure = plots.reliability_diagram(logits, labels, from_logits=True, path=path, figsize=(5, 6), dpi=80)
     assert png_size(path) == ("PNG", (400, 480))
     assert figure.axes[0].get_title().startswith("ECE")
-    from_report = plots.reliability_diagram(reliability_report(logits, labels), title="held out")
+    from_report = plots.reliability_diagram(reliability_report(logits, labels, from_logits=True), title="held out")
     assert from_report.axes[0].get_title() == "held out"
     assert len(from_report.axes[1].patches) == 15  # one count bar per bin, empty ones included
 
@@ -110,3 +110,15 @@ def test_class_histograms_of_a_large_probe_draw_a_bounded_seeded_sample():
     np.testing.assert_array_equal(counts, bar_heights(again.axes[0]))
     with pytest.raises(ValueError, match="max_values must be a positive integer"):
         plots.class_histograms(pixels, max_values=0)
+
+
+def test_reliability_diagram_reads_the_values_as_from_logits_says(logits_and_labels):
+    """Probability-looking logits drawn as logits when told so; the deprecated guess warns."""
+    _, labels = logits_and_labels
+    looks_like_p = np.random.default_rng(1).dirichlet(np.ones(4), size=len(labels))
+    figure = plots.reliability_diagram(looks_like_p, labels, from_logits=True)
+    as_logits = reliability_report(looks_like_p, labels, from_logits=True)
+    assert figure.axes[0].get_title().startswith(f"ECE {as_logits.ece:.4f}")
+    with pytest.warns(DeprecationWarning, match="pass from_logits=True for logits|Pass from_logits=True"):
+        guessed = plots.reliability_diagram(looks_like_p, labels)
+    assert guessed.axes[0].get_title() != figure.axes[0].get_title()

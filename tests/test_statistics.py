@@ -155,3 +155,38 @@ def test_summary_in_chunks_of_a_few_samples_equals_the_loop(monkeypatch):
         assert summary[key] == pytest.approx(value, **TOLERANCE), key
     with pytest.raises(ValueError, match="but there are 3 samples"):
         statistics.summarize(SEG_LOGITS, SEG_LABELS[:2], activation="softmax")
+
+
+def test_normalize_labels_gives_ids_for_every_softmax_layout_and_targets_on_request():
+    labels = np.where(SEG_LABELS == 255, 0, SEG_LABELS)
+    one_hot = np.eye(6)[labels]
+    for layout in (labels, labels[..., None], one_hot):
+        ids = statistics.normalize_labels(layout, SEG_LOGITS.shape, activation="softmax")
+        assert ids.shape == SEG_LOGITS.shape[:-1]
+        np.testing.assert_array_equal(ids, labels)
+    targets = statistics.normalize_labels(one_hot, SEG_LOGITS.shape, activation="softmax", soft_labels=True)
+    assert targets.dtype == np.float64 and targets.shape == SEG_LOGITS.shape
+    np.testing.assert_array_equal(targets, one_hot)
+    binary = statistics.normalize_labels([1, 0, 1], (3, 1), activation="sigmoid")
+    assert binary.tolist() == [[1.0], [0.0], [1.0]]
+
+
+def test_normalize_labels_checks_class_ids_only_where_they_count():
+    ids = np.array([[2, 0, -1], [1, -1, -1]])                   # -1: padding tokens
+    counted = ids >= 0
+    kept = statistics.normalize_labels(ids, (2, 3, 3), activation="softmax", where=counted)
+    np.testing.assert_array_equal(kept, ids)
+    with pytest.raises(ValueError, match=r"integers in \[0, 3\); got values from -1 to 2"):
+        statistics.normalize_labels(ids, (2, 3, 3), activation="softmax")
+    with pytest.raises(ValueError, match="sparse class-id labels"):
+        statistics.normalize_labels(np.eye(3)[[0, 1]], (2, 3), activation="softmax", ignore_class=255)
+
+
+def test_positions_targets_are_one_hot_rows_of_the_kept_ids():
+    kept = statistics.positions(SEG_LOGITS, SEG_LABELS, activation="softmax", ignore_class=255)
+    keep = SEG_LABELS != 255
+    np.testing.assert_array_equal(kept.targets(), np.eye(6)[SEG_LABELS[keep]])
+    soft = statistics.positions(TOKEN_LOGITS, TOKEN_TARGETS, activation="sigmoid", mask=TOKEN_MASK)
+    np.testing.assert_array_equal(soft.targets(), TOKEN_TARGETS[TOKEN_MASK])
+    with pytest.raises(ValueError, match="no labels"):
+        statistics.positions(SEG_LOGITS, activation="softmax").targets()
