@@ -80,10 +80,8 @@ def positions(values, labels=None, *, activation: str, mask=None, sample_weight=
     Args:
         values: `(batch, ..., C)` logits or probabilities; classes on the last
             axis. A 1-D vector is one binary logit per sample for `"sigmoid"`.
-        labels: Softmax: class ids `(batch, ...)` or `(batch, ..., 1)`, or
-            one-hot / soft labels `(batch, ..., C)` (their argmax is the
-            class). Sigmoid: 0/1 targets of the values' shape, or `(batch, ...)`
-            when `C == 1`.
+        labels: Class ids, one-hot / soft labels or 0/1 targets; every layout
+            `normalize_labels` reads.
         activation: `"softmax"` or `"sigmoid"`.
         mask: Optional `(batch, ...)` (or a prefix, e.g. `(batch,)`) truthy
             where a position counts, e.g. a Keras padding mask.
@@ -91,8 +89,7 @@ def positions(values, labels=None, *, activation: str, mask=None, sample_weight=
             `(batch, ...)`, broadcast over the remaining position axes.
         ignore_class: A sparse label value whose positions are dropped (e.g.
             255 "void" pixels), as in `keras.losses.SparseCategoricalCrossentropy`.
-        soft_labels: Keep one-hot / soft softmax labels as `(P, C)` targets
-            instead of taking their argmax.
+        soft_labels: Keep one-hot / soft softmax labels as `(P, C)` targets.
         name: What `values` are called in error messages.
 
     Returns:
@@ -322,14 +319,11 @@ def normalize_labels(labels, values_shape: tuple, *, activation: str, ignore_cla
                      soft_labels: bool = False, where=None, name: str = "logits") -> np.ndarray:
     """Checks labels against `(batch, ..., C)` values and returns them as class ids or as targets.
 
-    The one host-side reader of labels (`positions`, calibration and the
-    logger's probe use it). Softmax: class ids `(batch, ...)` or
-    `(batch, ..., 1)` come back as ids of the position shape `(batch, ...)`;
-    one-hot / soft labels `(batch, ..., C)` as their argmax ids, or with
-    `soft_labels=True` as float64 targets of the values' shape. Sigmoid: 0/1
-    (or soft) targets of the values' shape (or `(batch, ...)` when `C == 1`)
-    come back as float64 targets of the values' shape. So the result holds ids
-    exactly when its shape differs from `values_shape`.
+    The one host-side reader of labels (`positions`, calibration, the logger's
+    probe). Softmax: class ids `(batch, ...)` or `(batch, ..., 1)`, or one-hot
+    / soft labels `(batch, ..., C)` (read as their argmax unless
+    `soft_labels=True`). Sigmoid: 0/1 (or soft) targets of the values' shape,
+    or `(batch, ...)` when `C == 1`.
 
     Args:
         labels: The labels, any array NumPy reads.
@@ -345,7 +339,8 @@ def normalize_labels(labels, values_shape: tuple, *, activation: str, ignore_cla
 
     Returns:
         Class ids of the position shape (their own dtype, integer-valued where
-        they count) or float64 targets of `values_shape`.
+        they count) or float64 targets of `values_shape`: ids exactly when the
+        shape differs from `values_shape`.
 
     Example:
 
