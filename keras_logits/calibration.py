@@ -31,6 +31,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import warnings
 from typing import Optional
 
@@ -361,8 +363,20 @@ def _guess_from_logits(values: np.ndarray, activation: str) -> bool:
         f"reliability_report(from_logits=None) guessed that these values are "
         f"{'probabilities' if looks_like_probabilities else 'logits'}; the guess is deprecated and wrong for logits "
         "that happen to look like probabilities. Pass from_logits=True for logits or from_logits=False for "
-        "probabilities.", DeprecationWarning, stacklevel=3)
+        "probabilities.", DeprecationWarning, stacklevel=_caller_outside_the_package())
     return not looks_like_probabilities
+
+
+def _caller_outside_the_package() -> int:
+    """The `stacklevel` of the first caller outside keras_logits (plots call through here), whose code must change.
+
+    Python shows a DeprecationWarning only when it is attributed to `__main__` code.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _nll(logits, targets, weights, activation) -> float:

@@ -119,6 +119,7 @@ def test_reliability_diagram_reads_the_values_as_from_logits_says(logits_and_lab
     figure = plots.reliability_diagram(looks_like_p, labels, from_logits=True)
     as_logits = reliability_report(looks_like_p, labels, from_logits=True)
     assert figure.axes[0].get_title().startswith(f"ECE {as_logits.ece:.4f}")
-    with pytest.warns(DeprecationWarning, match="pass from_logits=True for logits|Pass from_logits=True"):
+    with pytest.warns(DeprecationWarning, match="Pass from_logits=True for logits") as record:
         guessed = plots.reliability_diagram(looks_like_p, labels)
     assert guessed.axes[0].get_title() != figure.axes[0].get_title()
+    assert record[0].filename == __file__  # the caller's line, so Python shows it outside the package
