@@ -6,6 +6,7 @@ import pytest
 from keras import layers
 
 import keras_logits
+from keras_logits._graph import model_outputs
 from tests.conftest import logit_tolerance
 
 RNG = np.random.default_rng(0)
@@ -355,7 +356,7 @@ def test_exposed_outputs_carry_the_original_outputs_keras_mask():
     for model in (fused, separate):
         assert getattr(model.outputs[0], "_keras_mask", None) is not None
         exposed = keras_logits.expose(model)
-        for name, tensor in keras_logits.head.model_outputs(exposed).items():
+        for name, tensor in model_outputs(exposed).items():
             assert getattr(tensor, "_keras_mask", None) is not None, name
 
 
