@@ -100,7 +100,17 @@ def operation_of(tensor) -> tuple:
 
 
 def call_arguments(node) -> tuple:
-    """`(args, kwargs)` a node's operation was called with (tensors, a mask, flags), as Keras recorded them."""
+    """`(args, kwargs)` a node's operation was called with (tensors, a mask, flags), as Keras recorded them.
+
+    Example:
+
+    >>> import keras
+    >>> scores, mask = keras.Input((3,)), keras.Input((3,), dtype="bool")
+    >>> operation, node, index = operation_of(keras.layers.Softmax()(scores, mask=mask))
+    >>> args, kwargs = call_arguments(node)
+    >>> type(operation).__name__, args[0] is scores, kwargs["mask"] is mask
+    ('Softmax', True, True)
+    """
     arguments = node.arguments
     return tuple(arguments.args), dict(arguments.kwargs)
 

@@ -56,6 +56,15 @@ def linear_twin(layer):
     is never tracked, registered as a torch submodule or serialized. The original
     model may run the layer in another thread at the same moment; nothing here writes
     to it.
+
+    Example:
+
+    >>> import keras
+    >>> dense = keras.layers.Dense(2, activation="sigmoid")
+    >>> dense.build((None, 3))
+    >>> twin = linear_twin(dense)
+    >>> twin.activation is keras.activations.linear, dense.activation.__name__, twin.kernel is dense.kernel
+    (True, 'sigmoid', True)
     """
     twin = object.__new__(type(layer))
     twin.__dict__.update(layer.__dict__)

@@ -54,6 +54,13 @@ def kind_of(operation, index) -> str:
     `"other_activation"` (relu, ...), `"recurrent"`, `"opaque"` (Lambda, custom
     layers, subclassed models: the package cannot see what they compute) or
     `"builtin"` (any other Keras layer or op).
+
+    Example:
+
+    >>> import keras
+    >>> [kind_of(layer, 0) for layer in (keras.layers.Dense(3, activation="softmax"), keras.layers.Dense(3),
+    ...                                  keras.layers.Flatten(), keras.layers.Lambda(lambda x: x))]
+    ['activation', 'linear', 'shape_only', 'opaque']
     """
     if operation is None or isinstance(operation, keras.layers.InputLayer):
         return "input"

@@ -90,6 +90,18 @@ def walk(tensor, *, into_models: bool = True, through_logits: bool = False) -> P
     `into_models=False`) and, with `through_logits=True`, through the layers
     that take logits to logits (`Temperature`, `MaskedLogits`, the logits of a
     `LogitsHead`, a linear `Activation`), recording each step.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((2, 2))
+    >>> probabilities = keras.layers.Dense(3, activation="softmax", name="cls")(inputs)
+    >>> found = walk(keras.layers.Flatten()(probabilities))
+    >>> found.operation.name, [step.kind for step in found.route]
+    ('cls', ['shape_only'])
+    >>> last = head_step("fused", found)
+    >>> last.input_tensor is inputs, last.features is inputs, last.logits is None
+    (True, True, True)
     """
     path, route = (), ()
     while True:
@@ -126,8 +138,12 @@ def known_activation(tensor) -> Optional[tuple]:
     return None
 
 
-def head_step(kind: str, found: Producer) -> Step:
-    """The last step of a head's route: the operation at `found`, with the head's logits, features and mask."""
+def head_step(kind: str, found: Producer, logits_walk: Optional[Producer] = None) -> Step:
+    """The last step of a head's route: the operation at `found`, with the head's logits, features and mask.
+
+    `logits_walk` is the walk back from the logits (not into nested models,
+    through logits-to-logits layers) where the caller has made it already.
+    """
     step = _step(kind, found.operation, found.node, found.index)
     if kind == "fused":
         return dataclasses.replace(step, logits_layer=found.operation, features=step.input_tensor)
@@ -138,7 +154,7 @@ def head_step(kind: str, found: Producer) -> Step:
     else:
         logits = step.input_tensor
     # The same walk back as find_head's, not into nested models: the features are in the logits' own graph.
-    producer = walk(logits, into_models=False, through_logits=True)
+    producer = walk(logits, into_models=False, through_logits=True) if logits_walk is None else logits_walk
     inputs = producer.node.input_tensors if producer.node is not None else ()
     has_features = kind_of(producer.operation, producer.index) not in ("input", "nested") and len(inputs) == 1
     return dataclasses.replace(step, logits=logits, logits_layer=producer.operation,

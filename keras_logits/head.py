@@ -53,6 +53,10 @@ class Head:
             comes from the caller (`activation=`) or is recorded in the graph
             (a `logits_model`: its `layers.Logits` layer, the logits of a
             `LogitsHead`, a `PreActivation` of a softmax/sigmoid layer).
+        route: The steps from the model output back to the head, outermost
+            first, read from the graph once (`_walk.Step`): the last one holds
+            the head's logits, the features feeding their layer and a
+            softmax's mask, so `expose` builds from the `Head` alone.
 
     Example:
 
@@ -286,6 +290,7 @@ def _logits_output_head(found: Producer, output_name: str, activation: str, kind
 def _activation_head(found: Producer, output_name: str) -> Head:
     operation, node = found.operation, found.node
     activation, axis, fused = activation_of(operation, found.index)
+    split_off = None
     if fused:
         kind, layer = "fused", operation
     else:
@@ -311,7 +316,7 @@ def _activation_head(found: Producer, output_name: str) -> Head:
         num_classes=num_classes,
         path=found.path,
         output_name=output_name,
-        route=found.route + (head_step(kind, found),),
+        route=found.route + (head_step(kind, found, split_off),),
     )
 
 
