@@ -8,6 +8,7 @@ to its head in `_walk` included), so a Keras upgrade that renames one of them is
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import keras
 
@@ -40,6 +41,22 @@ def model_inputs(model):
     if structure is not None and not isinstance(structure, (list, tuple)):
         return structure
     return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
+def inputs_by_name(model) -> Optional[dict]:
+    """`{name: symbolic input}` of a model built with a dict of inputs; None for a tensor, a list or no graph.
+
+    Example:
+
+    >>> import keras
+    >>> image, scale = keras.Input((2,), name="image"), keras.Input((1,), name="scale")
+    >>> sorted(inputs_by_name(keras.Model({"image": image, "scale": scale}, image * scale)))
+    ['image', 'scale']
+    >>> inputs_by_name(keras.Model(image, image)) is None
+    True
+    """
+    structure = getattr(model, "_inputs_struct", None)
+    return dict(structure) if isinstance(structure, dict) else None
 
 
 def check_is_graph_model(model) -> None:
