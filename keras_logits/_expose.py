@@ -7,8 +7,8 @@ from typing import Optional
 
 import keras
 
-from keras_logits._graph import model_inputs, model_outputs
-from keras_logits.head import Head, features_tensor, find_head, find_heads
+from keras_logits._graph import all_layers, model_inputs, model_outputs
+from keras_logits.head import Head, find_head, find_heads
 from keras_logits.hub import fold_preprocessor
 from keras_logits.layers import MaskedLogits, PreActivation, Temperature
 
@@ -103,7 +103,7 @@ def expose(
         )
 
     all_outputs = model_outputs(model)
-    taken = {layer.name for layer in model._flatten_layers(include_self=True, recursive=True)}
+    taken = {layer.name for layer in all_layers(model, include_self=True)}
     # A model that already returns {"logits", "probabilities"} (exposed, or ending in LogitsHead) is re-exposed
     # as one head, not as a "probabilities" head beside a passed-through "logits".
     already_exposed = set(heads) == {PROBABILITIES} and LOGITS in all_outputs
@@ -205,54 +205,57 @@ def _outputs_of(head: Head, with_features: bool, taken: set, temperature=None) -
 
 
 def _follow(route, head: Head, taken: set, temperature=None) -> _Outputs:
-    """Builds logits/probabilities for `route[0]`'s graph, recursing into the rest."""
+    """Builds logits/probabilities for `route[0]`'s graph, recursing into the rest.
+
+    Reads only what `find_head` put in the route: each step's operation and call
+    arguments, and in the last one the head's logits, features and mask.
+    """
     step, rest = route[0], route[1:]
     if step.kind == "shape_only":
         inner = _follow(rest, head, taken, temperature)
         if isinstance(step.operation, keras.layers.ActivityRegularization):
             # The identity on values; called on the logits too it would add a second penalty to the loss.
-            return _Outputs(inner.logits, step.replay(inner.probabilities), inner.features)
-        return _Outputs(step.replay(inner.logits), step.replay(inner.probabilities), inner.features)
+            return _Outputs(inner.logits, _replay(step, inner.probabilities), inner.features)
+        return _Outputs(_replay(step, inner.logits), _replay(step, inner.probabilities), inner.features)
     if step.kind == "nested":
         inner = _follow(rest, head, taken, temperature)
         inner_model = keras.Model(
-            model_inputs(step.operation),
+            step.inputs,
             inner.as_dict(with_features=inner.features is not None),
             name=_fresh(f"{step.operation.name}_exposed", taken),
         )
-        called = inner_model(*step.node.arguments.args, **step.node.arguments.kwargs)
+        called = inner_model(*step.args, **step.kwargs)
         return _Outputs(called[LOGITS], called[PROBABILITIES], called.get(FEATURES))
     if step.kind == "logits_head":
-        logits, probabilities = step.node.output_tensors  # flattened in key order
         if temperature is None:
-            return _Outputs(logits, probabilities, features_tensor(step.input_tensor))
-        scaled = _scale(logits, temperature, head, taken)
+            return _Outputs(step.logits, step.output_tensor, step.features)
+        scaled = _scale(step.logits, temperature, head, taken)
         activated = _activate(scaled, head, taken, axis=step.operation.axis)
-        return _Outputs(scaled, activated, features_tensor(step.input_tensor))
+        return _Outputs(scaled, activated, step.features)
     if step.kind == "separate":
-        logits = step.input_tensor
-        mask = step.softmax_mask
-        if mask is not None:
+        if step.mask is not None:
             # Softmax(mask=...) sends masked scores to a large negative number first; the logits must too.
-            masked = MaskedLogits(name=_fresh(f"{head.layer.name}_masked_logits", taken))(logits, mask=mask)
+            masked = MaskedLogits(name=_fresh(f"{head.layer.name}_masked_logits", taken))(step.logits, mask=step.mask)
             scaled = _scale(masked, temperature, head, taken)
-            probabilities = step.output_tensor if temperature is None else step.replay(scaled)
-            return _Outputs(scaled, probabilities, features_tensor(logits))
+            probabilities = step.output_tensor if temperature is None else _replay(step, scaled)
+            return _Outputs(scaled, probabilities, step.features)
         if temperature is not None:
             # The model's own Softmax/Activation layer (stateless) keeps its axis.
-            scaled = _scale(logits, temperature, head, taken)
-            return _Outputs(scaled, step.replay(scaled), features_tensor(logits))
-        return _Outputs(logits, step.output_tensor, features_tensor(logits))
+            scaled = _scale(step.logits, temperature, head, taken)
+            return _Outputs(scaled, _replay(step, scaled), step.features)
+        return _Outputs(step.logits, step.output_tensor, step.features)
     if step.kind == "fused":
-        x = step.input_tensor
-        logits = PreActivation(step.operation, name=_fresh(f"{step.operation.name}_logits", taken))(x)
+        logits = PreActivation(step.operation, name=_fresh(f"{step.operation.name}_logits", taken))(step.input_tensor)
         logits = _scale(logits, temperature, head, taken)
-        return _Outputs(logits, _activate(logits, head, taken), x)
+        return _Outputs(logits, _activate(logits, head, taken), step.features)
     # "given" / "known": the model outputs logits; apply the caller's (or the recorded) activation.
-    logits = step.output_tensor
-    features = features_tensor(logits)
-    logits = _scale(logits, temperature, head, taken)
-    return _Outputs(logits, _activate(logits, head, taken), features)
+    logits = _scale(step.logits, temperature, head, taken)
+    return _Outputs(logits, _activate(logits, head, taken), step.features)
+
+
+def _replay(step, tensor):
+    """Calls a step's operation on `tensor` with the other arguments it was called with (a mask, ...)."""
+    return step.operation(tensor, *step.args[1:], **step.kwargs)
 
 
 def _scale(logits, temperature, head: Head, taken: set):

@@ -1,13 +1,14 @@
-"""The one place that reads Keras' private graph attributes of a model.
+"""The one place that reads Keras' private graph attributes: of models, tensors and nodes.
 
-`_outputs_struct`, `_inputs_struct`, `_flatten_layers` and `_keras_history` are Keras
-internals; every other module asks here, so a Keras upgrade that renames one of them is fixed
-in one file. The walk from an output back to its head (`_walk`) reads operations and nodes.
+`_outputs_struct`, `_inputs_struct`, `_flatten_layers`, `_keras_history`, `_inbound_nodes` and
+`node.arguments` are Keras internals; every other module asks here (the walk from an output back
+to its head in `_walk` included), so a Keras upgrade that renames one of them is fixed in one file.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import keras
 
@@ -29,7 +30,7 @@ def model_outputs(model) -> dict:
     tensors = list(model.outputs)
     names = getattr(model, "output_names", None)
     if not names or len(names) != len(tensors):
-        names = [t._keras_history.operation.name for t in tensors]
+        names = [producing_layer(t).name for t in tensors]
     return dict(zip(names, tensors))
 
 
@@ -40,6 +41,22 @@ def model_inputs(model):
     if structure is not None and not isinstance(structure, (list, tuple)):
         return structure
     return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
+def inputs_by_name(model) -> Optional[dict]:
+    """`{name: symbolic input}` of a model built with a dict of inputs; None for a tensor, a list or no graph.
+
+    Example:
+
+    >>> import keras
+    >>> image, scale = keras.Input((2,), name="image"), keras.Input((1,), name="scale")
+    >>> sorted(inputs_by_name(keras.Model({"image": image, "scale": scale}, image * scale)))
+    ['image', 'scale']
+    >>> inputs_by_name(keras.Model(image, image)) is None
+    True
+    """
+    structure = getattr(model, "_inputs_struct", None)
+    return dict(structure) if isinstance(structure, dict) else None
 
 
 def check_is_graph_model(model) -> None:
@@ -87,8 +104,32 @@ def all_layers(model, *, include_self: bool = False) -> list:
 
 def producing_layer(tensor):
     """The layer (operation) that produced a symbolic `tensor`, or None for a plain value."""
+    return operation_of(tensor)[0]
+
+
+def operation_of(tensor) -> tuple:
+    """`(operation, node, index of tensor among the node's outputs)` that computed `tensor`; Nones for a plain value."""
     history = getattr(tensor, "_keras_history", None)
-    return history[0] if history else None
+    if history is None:
+        return None, None, 0
+    operation, node_index, tensor_index = history
+    return operation, operation._inbound_nodes[node_index], tensor_index
+
+
+def call_arguments(node) -> tuple:
+    """`(args, kwargs)` a node's operation was called with (tensors, a mask, flags), as Keras recorded them.
+
+    Example:
+
+    >>> import keras
+    >>> scores, mask = keras.Input((3,)), keras.Input((3,), dtype="bool")
+    >>> operation, node, index = operation_of(keras.layers.Softmax()(scores, mask=mask))
+    >>> args, kwargs = call_arguments(node)
+    >>> type(operation).__name__, args[0] is scores, kwargs["mask"] is mask
+    ('Softmax', True, True)
+    """
+    arguments = node.arguments
+    return tuple(arguments.args), dict(arguments.kwargs)
 
 
 def outputs_structure(model):

@@ -1,11 +1,12 @@
 """The one walk from a model output back to its head, and what it finds on the way.
 
 `walk` follows a tensor back through shape-only layers, nested models and (on
-request) the package's logits-to-logits layers; `kind_of` says what an operation
-computes (a head, plain logits, probabilities' descendants, a layer nobody can see
-into); `search_upstream` finds softmax/sigmoid layers an output is computed from;
-`classes_at_output` follows a softmax's class axis to the output. `head.py` builds
-`Head`s and refusals from these; no other module reads graph internals.
+request) the package's logits-to-logits layers, recording each `Step` with the
+values rebuilding it needs; `head_step` is the last step of a head's route, holding
+the head's logits, features and mask; `search_upstream` finds softmax/sigmoid layers
+an output is computed from; `classes_at_output` follows a softmax's class axis to the
+output. What each operation computes is `_operations`' job; the graph's private
+attributes are read through `_graph` only.
 """
 
 from __future__ import annotations
@@ -17,39 +18,14 @@ from typing import Any, Optional
 import keras
 
 from keras_logits._activations import SUPPORTED_ACTIVATIONS
-from keras_logits._graph import is_graph_model
-from keras_logits.layers import Logits, LogitsHead, MaskedLogits, PreActivation, Temperature
+from keras_logits._graph import call_arguments, model_inputs, operation_of, outputs_structure
+from keras_logits._operations import NoHead, activation_name, activation_of, describe, fused_layer, kind_of
+from keras_logits.layers import Logits, LogitsHead, PreActivation
 
 
-# Layers that only move values around, or are the identity at inference (noise and dropout only in training;
-# ActivityRegularization adds a loss on its input): logits stay logits when they pass through.
-_SHAPE_ONLY_LAYERS = (
-    keras.layers.Flatten,
-    keras.layers.Reshape,
-    keras.layers.Dropout,
-    keras.layers.Identity,
-    keras.layers.Permute,
-    keras.layers.ActivityRegularization,
-    keras.layers.GaussianNoise,
-    keras.layers.GaussianDropout,
-    keras.layers.AlphaDropout,
-    keras.layers.SpatialDropout1D,
-    keras.layers.SpatialDropout2D,
-    keras.layers.SpatialDropout3D,
-)
-
-# Their `activation` is the cell's, applied inside the recurrence: never an output activation.
-_RECURRENT_LAYERS = (keras.layers.RNN, keras.layers.Bidirectional)
-
-_ACTIVATION_FUNCTIONS = {
-    "softmax": keras.activations.softmax,
-    "sigmoid": keras.activations.sigmoid,
-}
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Step:
-    """One operation on the way from a model output back to its head.
+    """One operation on the way from a model output back to its head, with what rebuilding it needs.
 
     `kind` is `"shape_only"` (a layer such as Flatten that the logits pass
     through), `"nested"` (a submodel whose output is followed inside),
@@ -62,38 +38,37 @@ class Step:
     the caller) or `"known"` (the output is logits whose activation the graph
     records: a `Logits` layer, the logits of a `LogitsHead`, a `PreActivation`
     of a softmax/sigmoid layer; what `logits_model` produces).
+
+    Everything is read from the graph once, as the walk passes: the
+    operation's first input and its output on this route, the `args` and
+    `kwargs` it was called with (replayed on the logits), and for a nested
+    model its `inputs`. The terminal step of a `Head.route` (`head_step`) also
+    holds the head's `logits` (the tensor the activation is applied to, or
+    the logits output; None for a fused activation, which `PreActivation`
+    splits off `input_tensor`), the `logits_layer` computing them, the
+    `features` feeding that layer (None when it has no single input), and
+    the `mask` a `keras.layers.Softmax` was called with.
     """
 
     kind: str
     operation: Any
-    node: Any
     index: int = 0
-
-    @property
-    def input_tensor(self):
-        return self.node.input_tensors[0]
-
-    @property
-    def output_tensor(self):
-        return self.node.output_tensors[self.index]
-
-    @property
-    def softmax_mask(self):
-        """The mask a `keras.layers.Softmax` step was called with (keyword, position or Keras mask), or None."""
-        if not isinstance(self.operation, keras.layers.Softmax):
-            return None
-        arguments = self.node.arguments
-        if arguments.kwargs.get("mask") is not None:
-            return arguments.kwargs["mask"]
-        return arguments.args[1] if len(arguments.args) > 1 else None
-
-    def replay(self, tensor):
-        """Calls this step's operation on `tensor` with the original other arguments (a mask, ...)."""
-        return self.operation(tensor, *self.node.arguments.args[1:], **self.node.arguments.kwargs)
+    input_tensor: Any = None
+    output_tensor: Any = None
+    args: tuple = ()
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    inputs: Any = None
+    logits: Any = None
+    logits_layer: Any = None
+    features: Any = None
+    mask: Any = None
 
 
-class NoHead(Exception):
-    """One output has no classification head; the message says why."""
+def _step(kind: str, operation, node, index: int) -> Step:
+    args, kwargs = call_arguments(node)
+    inputs = node.input_tensors
+    return Step(kind, operation, index, inputs[0] if inputs else None, node.output_tensors[index], args, kwargs,
+                model_inputs(operation) if kind == "nested" else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,15 +83,6 @@ class Producer:
     route: tuple
 
 
-def operation_of(tensor):
-    """(operation, node, index of the tensor among its outputs) that computed `tensor`; Nones for a constant."""
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None, None, 0
-    operation, node_index, tensor_index = history
-    return operation, operation._inbound_nodes[node_index], tensor_index
-
-
 def walk(tensor, *, into_models: bool = True, through_logits: bool = False) -> Producer:
     """THE walk: follows `tensor` back to the operation that computed it.
 
@@ -124,17 +90,29 @@ def walk(tensor, *, into_models: bool = True, through_logits: bool = False) -> P
     `into_models=False`) and, with `through_logits=True`, through the layers
     that take logits to logits (`Temperature`, `MaskedLogits`, the logits of a
     `LogitsHead`, a linear `Activation`), recording each step.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((2, 2))
+    >>> probabilities = keras.layers.Dense(3, activation="softmax", name="cls")(inputs)
+    >>> found = walk(keras.layers.Flatten()(probabilities))
+    >>> found.operation.name, [step.kind for step in found.route]
+    ('cls', ['shape_only'])
+    >>> last = head_step("fused", found)
+    >>> last.input_tensor is inputs, last.features is inputs, last.logits is None
+    (True, True, True)
     """
     path, route = (), ()
     while True:
         operation, node, index = operation_of(tensor)
         kind = kind_of(operation, index)
         if kind == "nested" and into_models:
-            route += (Step("nested", operation, node, index),)
+            route += (_step("nested", operation, node, index),)
             path += (_model_name_in_path(operation),)
             tensor = list(operation.outputs)[index]
         elif kind == "shape_only" or (kind == "logits_preserving" and through_logits):
-            route += (Step(kind, operation, node, index),)
+            route += (_step(kind, operation, node, index),)
             tensor = node.input_tensors[0]
         else:
             return Producer(operation, node, index, tensor, path, route)
@@ -160,89 +138,44 @@ def known_activation(tensor) -> Optional[tuple]:
     return None
 
 
+def head_step(kind: str, found: Producer, logits_walk: Optional[Producer] = None) -> Step:
+    """The last step of a head's route: the operation at `found`, with the head's logits, features and mask.
+
+    `logits_walk` is the walk back from the logits (not into nested models,
+    through logits-to-logits layers) where the caller has made it already.
+    """
+    step = _step(kind, found.operation, found.node, found.index)
+    if kind == "fused":
+        return dataclasses.replace(step, logits_layer=found.operation, features=step.input_tensor)
+    if kind in ("given", "known"):
+        logits = step.output_tensor  # the model outputs them
+    elif kind == "logits_head":
+        logits = found.node.output_tensors[0]  # LogitsHead's outputs are flattened in key order: logits first
+    else:
+        logits = step.input_tensor
+    # The same walk back as find_head's, not into nested models: the features are in the logits' own graph.
+    producer = walk(logits, into_models=False, through_logits=True) if logits_walk is None else logits_walk
+    inputs = producer.node.input_tensors if producer.node is not None else ()
+    has_features = kind_of(producer.operation, producer.index) not in ("input", "nested") and len(inputs) == 1
+    return dataclasses.replace(step, logits=logits, logits_layer=producer.operation,
+                               features=inputs[0] if has_features else None, mask=_softmax_mask(step))
+
+
+def _softmax_mask(step: Step):
+    """The mask a `keras.layers.Softmax` step was called with (keyword, position or Keras mask), or None."""
+    if not isinstance(step.operation, keras.layers.Softmax):
+        return None
+    if step.kwargs.get("mask") is not None:
+        return step.kwargs["mask"]
+    return step.args[1] if len(step.args) > 1 else None
+
+
 def _model_name_in_path(model) -> str:
     """A nested model's name; an exposed copy of a nested model (`expose` builds one) by its original's."""
-    structure = getattr(model, "_outputs_struct", None)
+    structure = outputs_structure(model)
     if isinstance(structure, dict) and {"logits", "probabilities"} <= set(structure):
         return re.sub(r"_exposed(_\d+)?$", "", model.name)
     return model.name
-
-
-def kind_of(operation, index) -> str:
-    """What an operation's output is, for the walk and the diagnosis of outputs that are not heads.
-
-    `"input"`, `"nested"` (a graph model), `"shape_only"`, `"logits_preserving"`
-    (logits in, logits out), `"linear"` (a weighted layer without activation:
-    its output may be logits), `"activation"` (softmax/sigmoid: a head),
-    `"other_activation"` (relu, ...), `"recurrent"`, `"opaque"` (Lambda, custom
-    layers, subclassed models: the package cannot see what they compute) or
-    `"builtin"` (any other Keras layer or op).
-    """
-    if operation is None or isinstance(operation, keras.layers.InputLayer):
-        return "input"
-    if isinstance(operation, keras.Model):
-        return "nested" if is_graph_model(operation) else "opaque"
-    if isinstance(operation, _SHAPE_ONLY_LAYERS):
-        return "shape_only"
-    if isinstance(operation, PreActivation):
-        return "linear"
-    if isinstance(operation, (Temperature, MaskedLogits, Logits)):
-        return "logits_preserving"
-    if isinstance(operation, LogitsHead):
-        return "logits_preserving" if index == 0 else "activation"  # outputs flattened: logits, probabilities
-    if isinstance(operation, _RECURRENT_LAYERS) or _wrapped(operation, _RECURRENT_LAYERS):
-        return "recurrent"
-    if isinstance(operation, keras.layers.Softmax) or _is_activation_op(operation):
-        return "activation"
-    fused = fused_layer(operation)
-    if fused is not None or isinstance(operation, keras.layers.Activation):
-        name = activation_name((fused or operation).activation)
-        if name == "linear":
-            return "linear" if fused is not None else "logits_preserving"
-        return "activation" if name in SUPPORTED_ACTIVATIONS else "other_activation"
-    if isinstance(operation, keras.layers.Lambda) or not type(operation).__module__.startswith("keras."):
-        return "opaque"
-    if hasattr(operation, "activation") or isinstance(operation, keras.layers.Wrapper):
-        return "opaque"  # a layer with its own activation (or wrapping one) the package does not know
-    return "builtin"
-
-
-def _wrapped(operation, types) -> bool:
-    return isinstance(operation, keras.layers.Wrapper) and isinstance(operation.layer, types)
-
-
-def fused_layer(operation):
-    """The Dense/Conv whose `activation` is `operation`'s output activation (inside TimeDistributed), or None.
-
-    Exactly the layers `PreActivation` can split: Keras' own call() applies the
-    activation last. Any other layer with an `activation` attribute is opaque.
-    """
-    if not PreActivation.supports(operation):
-        return None
-    while isinstance(operation, keras.layers.TimeDistributed):
-        operation = operation.layer
-    return operation
-
-
-def _is_activation_op(operation) -> bool:
-    module = type(operation).__module__
-    return module.startswith("keras.src.ops.nn") and type(operation).__name__ in ("Softmax", "Sigmoid")
-
-
-def activation_of(operation, index=0):
-    """(activation name, axis, fused) of an `"activation"`/`"other_activation"` operation."""
-    if isinstance(operation, LogitsHead):
-        return operation.activation, operation.axis, False
-    if isinstance(operation, keras.layers.Softmax):
-        return "softmax", _single_axis(operation.axis), False
-    if _is_activation_op(operation):
-        return type(operation).__name__.lower(), _single_axis(getattr(operation, "axis", -1)), False
-    fused = fused_layer(operation)
-    return activation_name((fused or operation).activation), -1, fused is not None
-
-
-def describe(operation) -> str:
-    return f"'{operation.name}' ({type(operation).__name__})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,36 +301,3 @@ def _product(sizes) -> int:
     return result
 
 
-_FRAMEWORK_MODULES = ("keras", "tensorflow", "jax", "torch")
-_ALIASES = {"softmax_v2": "softmax"}  # tf.nn.softmax
-
-
-def activation_name(function) -> str:
-    """'softmax', 'sigmoid', 'linear', another Keras name, or a qualified name for custom callables."""
-    for name, known in _ACTIVATION_FUNCTIONS.items():
-        if function is known:
-            return name
-    if function is keras.activations.linear or function is None:
-        return "linear"
-    raw = getattr(function, "__name__", None) or type(function).__name__
-    module = getattr(function, "__module__", None) or ""
-    if module.split(".")[0] in _FRAMEWORK_MODULES:
-        # tf.nn.softmax, tf.math.sigmoid, jax.nn.sigmoid, "relu", ...: the framework's own function.
-        return _ALIASES.get(raw, raw)
-    # A user's callable is never taken for softmax/sigmoid, whatever it is called.
-    return f"{module}.{raw}" if module else raw
-
-
-def _single_axis(axis) -> int:
-    if isinstance(axis, (list, tuple)):
-        if len(axis) != 1:
-            raise NoHead(f"softmax over several axes {tuple(axis)} is not a per-class head")
-        return int(axis[0])
-    return int(axis)
-
-
-def size_of(tensor, axis):
-    shape = tensor.shape
-    if not shape:
-        return None
-    return shape[axis]

@@ -1,37 +1,29 @@
 """Locate the classification head of a Keras model.
 
-This module and its private helper `_walk` are the only ones that read Keras graph
-internals (output tensors, their producing operations and inbound nodes, nested
-models). Everything downstream consumes the `Head` it returns.
+`find_head` walks back from each output once (`_walk`) and returns a `Head` that
+carries everything downstream needs: its route from the output to the activation,
+whose last step holds the logits, the features and the mask. Nothing downstream
+walks the graph again; `expose` builds from the `Head` alone. Why an output is not
+a head is `_diagnosis`' job; Keras' private graph attributes are read in `_graph` only.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any, Optional
 
-import keras
-
 from keras_logits._activations import check_activation
-from keras_logits._graph import check_is_graph_model, is_graph_model, model_inputs, model_outputs  # noqa: F401
-from keras_logits._walk import (
-    NoHead,
-    Producer,
-    Step,
-    activation_name,
-    activation_of,
-    classes_at_output,
-    describe,
-    describe_upstream,
-    fused_layer,
-    kind_of,
-    known_activation,
-    search_upstream,
-    size_of,
-    upstream_list,
-    walk,
+from keras_logits._diagnosis import (  # noqa: F401  (checks.py imports the last two from here)
+    check_given_logits,
+    check_is_head,
+    check_not_from_probabilities,
+    no_head_error,
+    output_activations,
+    outputs_from_probabilities,
 )
+from keras_logits._graph import check_is_graph_model, model_outputs
+from keras_logits._operations import NoHead, activation_name, activation_of, describe, fused_layer, kind_of, size_of
+from keras_logits._walk import Producer, classes_at_output, head_step, known_activation, walk
 from keras_logits.layers import LogitsHead, PreActivation
 
 
@@ -61,6 +53,10 @@ class Head:
             comes from the caller (`activation=`) or is recorded in the graph
             (a `logits_model`: its `layers.Logits` layer, the logits of a
             `LogitsHead`, a `PreActivation` of a softmax/sigmoid layer).
+        route: The steps from the model output back to the head, outermost
+            first, read from the graph once (`_walk.Step`): the last one holds
+            the head's logits, the features feeding their layer and a
+            softmax's mask, so `expose` builds from the `Head` alone.
 
     Example:
 
@@ -88,7 +84,7 @@ class Head:
         """The layer whose output (without activation) is the logits."""
         if self.fused or not self.applied_by_model:
             return self.layer
-        return walk(self.route[-1].input_tensor, into_models=False, through_logits=True).operation
+        return self.route[-1].logits_layer
 
     def describe(self) -> str:
         """One line for people: layer, activation, fused or separate, classes, path."""
@@ -158,7 +154,7 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
             f"are {sorted(heads)}): {problems[output]}."
         )
     if not heads:
-        raise _no_head_error(model, problems)
+        raise no_head_error(model, problems)
     if output is not None:
         if output not in heads:
             raise ValueError(
@@ -169,13 +165,13 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     if len(heads) > 1:
         raise ValueError(
             f"Model '{model.name}' has {len(heads)} classification outputs {sorted(heads)}. "
-            f"{CHOOSE_A_HEAD}"
+            f"{_CHOOSE_A_HEAD}"
         )
     return next(iter(heads.values()))
 
 
 # Every place that takes a choice of head; the others add their parameter under these names.
-CHOOSE_A_HEAD = (
+_CHOOSE_A_HEAD = (
     "Pick one with find_head(model, output=<name>), head=<name> in expose(), ensure_exposed(), "
     "export() and LogitsLogger(), or --head <name> on the keras-logits command line."
 )
@@ -200,7 +196,7 @@ def find_heads(model, *, activation: Optional[str] = None) -> dict:
     """
     heads, problems = _heads_and_problems(model, activation)
     if not heads:
-        raise _no_head_error(model, problems)
+        raise no_head_error(model, problems)
     return heads
 
 
@@ -247,112 +243,17 @@ def _logits_tensor(head: Head):
     return None
 
 
-def _no_head_error(model, problems) -> ValueError:
-    if len(problems) == 1:
-        return ValueError(f"Cannot find a classification head in model '{model.name}': {next(iter(problems.values()))}")
-    return ValueError(
-        f"Cannot find a classification head in model '{model.name}': none of its "
-        f"{len(problems)} outputs ends in softmax or sigmoid ("
-        + "; ".join(str(p) for p in problems.values())
-        + ")."
-    )
-
-
-def output_activations(model) -> dict:
-    """`{output name: (activation, size of the last axis)}` for every output of a graph model.
-
-    The activation is the one the output ends in, looking through shape-only
-    layers and nested models: `"softmax"`, `"sigmoid"`, another Keras name
-    (`"relu"`), `"linear"` for a layer known to output raw scores (Dense/Conv
-    without activation, `PreActivation`, `Temperature`, the logits of
-    `LogitsHead`), or None when the producing layer does not say (Add,
-    Concatenate, custom layers).
-
-    Example:
-
-    >>> import keras, keras_logits
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> list(output_activations(model).values())
-    [('linear', 3)]
-    """
-    activations = {}
-    for name, tensor in model_outputs(model).items():
-        found = walk(tensor)
-        kind = kind_of(found.operation, found.index)
-        if kind in ("activation", "other_activation"):
-            try:
-                activation = activation_of(found.operation, found.index)[0]
-            except NoHead:  # softmax over several axes
-                activation = "softmax"
-        else:
-            activation = "linear" if kind in ("linear", "logits_preserving") else None
-        activations[name] = (activation, size_of(tensor, -1))
-    return activations
-
-
-def outputs_from_probabilities(model) -> dict:
-    """`{output name: [upstream softmax/sigmoid layers]}` for outputs computed from probabilities.
-
-    An output that is not itself a head, but is computed from a softmax or
-    sigmoid further up (an ensemble average, a rescaling, a product with class
-    priors), is neither logits nor the model's probabilities.
-
-    Example:
-
-    >>> import keras
-    >>> inputs = keras.Input((4,))
-    >>> probabilities = keras.layers.Dense(3, activation="softmax", name="cls")(inputs)
-    >>> model = keras.Model(inputs, keras.layers.Rescaling(0.5, name="half")(probabilities))
-    >>> outputs_from_probabilities(model)
-    {'half': ["'cls' (Dense, softmax)"]}
-    """
-    found = {}
-    for name, tensor in model_outputs(model).items():
-        producer = walk(tensor)
-        if kind_of(producer.operation, producer.index) in ("activation", "input", "recurrent"):
-            continue
-        upstream, _ = search_upstream(producer.tensor)
-        if upstream:
-            found[name] = [describe_upstream(item) for item in upstream]
-    return found
-
-
 def _head_of(tensor, output_name, given_activation, outputs_by_id):
     """The head of one output; raises NoHead with the reason and the way forward."""
     found = walk(tensor)
-    operation = found.operation
-    kind = kind_of(operation, found.index)
-    if kind == "input":
-        if given_activation is not None and operation is not None:
-            raise NoHead(f"output '{output_name}' is the model input itself; there is no logits layer")
-        raise NoHead(f"output '{output_name}' is a model input, not a classifier output")
-    if kind == "recurrent":
-        raise NoHead(
-            f"output '{output_name}' comes from the recurrent layer {describe(operation)}, whose "
-            "activation is the cell's internal activation, not a classification head. End the model in "
-            "Dense(num_classes, activation='softmax'), or TimeDistributed(Dense(num_classes, "
-            "activation='softmax')) for one class per time step"
-        )
-    if kind == "other_activation":
-        activation = activation_of(operation, found.index)[0]
-        raise NoHead(
-            f"output '{output_name}' comes from layer {describe(operation)} with activation "
-            f"'{activation}', which is not a classification activation. keras_logits supports "
-            "softmax and sigmoid heads; if the tensor before it is what you want, end the "
-            "model there and pass activation='softmax' or 'sigmoid'"
-        )
-    if kind == "activation":
-        if given_activation is not None:
-            activation = activation_of(operation, found.index)[0]
-            raise NoHead(
-                f"output '{output_name}' already applies {activation} in layer "
-                f"{describe(operation)}; leave out activation= and the logits are found for you"
-            )
+    check_is_head(found, output_name, given_activation)
+    if kind_of(found.operation, found.index) == "activation":
         return _activation_head(found, output_name)
     known = known_activation(tensor)
     if known is not None:
         return _known_head(found, known, output_name, given_activation)
-    return _given_head(found, output_name, given_activation, outputs_by_id)
+    check_given_logits(found, output_name, given_activation, outputs_by_id)
+    return _logits_output_head(found, output_name, given_activation, "given", found.operation, False, found.path)
 
 
 def _known_head(found: Producer, known: tuple, output_name: str, given_activation: Optional[str]) -> Head:
@@ -382,13 +283,14 @@ def _logits_output_head(found: Producer, output_name: str, activation: str, kind
         path=path,
         output_name=output_name,
         applied_by_model=False,
-        route=found.route + (Step(kind, found.operation, found.node, found.index),),
+        route=found.route + (head_step(kind, found),),
     )
 
 
 def _activation_head(found: Producer, output_name: str) -> Head:
     operation, node = found.operation, found.node
     activation, axis, fused = activation_of(operation, found.index)
+    split_off = None
     if fused:
         kind, layer = "fused", operation
     else:
@@ -403,13 +305,7 @@ def _activation_head(found: Producer, output_name: str) -> Head:
         elif applied_before:
             layer = applied_before[0]  # expose(temperature=) re-applied a LogitsHead's activation to scaled logits
         else:
-            upstream, _ = search_upstream(logits)
-            if upstream:
-                raise NoHead(
-                    f"output '{output_name}' applies {activation} in layer {describe(operation)} to values "
-                    f"computed from {upstream_list(upstream)} further up: they are probabilities, not "
-                    "logits. End the model at the first activation, or remove one of them"
-                )
+            check_not_from_probabilities(operation, logits, activation, output_name)
     head_output = node.output_tensors[found.index]
     num_classes = classes_at_output(found, head_output, axis, activation, output_name, layer)
     return Head(
@@ -420,7 +316,7 @@ def _activation_head(found: Producer, output_name: str) -> Head:
         num_classes=num_classes,
         path=found.path,
         output_name=output_name,
-        route=found.route + (Step(kind, operation, node, found.index),),
+        route=found.route + (head_step(kind, found, split_off),),
     )
 
 
@@ -429,58 +325,3 @@ def _output_activation_name(layer) -> Optional[str]:
     return None if fused is None else activation_name(fused.activation)
 
 
-def _given_head(found: Producer, output_name: str, given_activation: Optional[str], outputs_by_id) -> Head:
-    """An output that is not a head: logits the caller vouches for, or a refusal saying why not."""
-    operation = found.operation
-    upstream, opaque = search_upstream(found.tensor, outputs_by_id)
-    if upstream and isinstance(operation, keras.layers.Masking):
-        # Replayed on the logits, Masking would compute its mask from the logits' values (zero logits of padding
-        # are masked, their uniform probabilities are not): the two outputs would disagree on the mask.
-        raise NoHead(
-            f"output '{output_name}' comes from layer {describe(operation)} applied to {upstream_list(upstream)}: "
-            "its Keras mask is computed from the probabilities' values, and the logits cannot carry the same "
-            "mask. Put the Masking layer on the inputs (before the classifier), or end the model at the "
-            "softmax/sigmoid (its logits are then found for you)"
-        )
-    if upstream:
-        outputs = sorted({item.output_name for item in upstream if item.output_name is not None})
-        ways = [f"pick a member's own output with head=<one of {outputs}>"] if outputs else []
-        if any(item.path for item in upstream):
-            ways.append("expose the member models one by one (keras_logits.expose(member))")
-        ways.append("end the model at the softmax/sigmoid (its logits are then found for you)")
-        raise NoHead(
-            f"output '{output_name}' comes from layer {describe(operation)}, which is computed from "
-            f"{upstream_list(upstream)} further up: its values are neither logits nor the model's "
-            f"probabilities, and no activation= makes them so. To get logits, {', or '.join(ways)}"
-        )
-    if opaque:
-        names = ", ".join(describe(layer) for layer in opaque)
-        if given_activation is None:
-            raise NoHead(
-                f"output '{output_name}' comes through {names}, which keras_logits cannot see into: it cannot "
-                "tell whether the output is logits or probabilities. Rebuild that part from Keras layers, or "
-                "end the model at a Dense/Conv layer without activation; only if you know the output is "
-                "logits (no softmax/sigmoid inside), pass activation='softmax' or 'sigmoid'"
-            )
-        warnings.warn(
-            f"Output '{output_name}' comes through {names}, which keras_logits cannot see into: it takes "
-            f"your word (activation={given_activation!r}) that the output is logits and cannot check it.",
-            UserWarning,
-            stacklevel=4,
-        )
-    elif given_activation is None:
-        raise NoHead(
-            f"output '{output_name}' comes from layer {describe(operation)}, which has no "
-            "activation. If that output already is logits, pass activation='softmax' "
-            "(one class per sample) or activation='sigmoid' (binary / multi-label)"
-        )
-    return _logits_output_head(found, output_name, given_activation, "given", operation, False, found.path)
-
-
-def features_tensor(tensor):
-    """The tensor that feeds the layer producing the logits `tensor` (same walk, not into nested models)."""
-    found = walk(tensor, into_models=False, through_logits=True)
-    if kind_of(found.operation, found.index) in ("input", "nested"):
-        return None
-    inputs = found.node.input_tensors
-    return inputs[0] if len(inputs) == 1 else None

@@ -22,7 +22,7 @@ import sys
 
 import keras
 
-from keras_logits._graph import model_inputs
+from keras_logits._graph import model_inputs, outputs_structure
 
 
 def fold_preprocessor(model: keras.Model) -> keras.Model:
@@ -70,10 +70,7 @@ def without_preprocessor(task: keras.Model) -> keras.Model:
     """
     if not isinstance(task, keras.Model):
         raise TypeError(f"Expected a KerasHub task (a keras.Model), got {type(task).__name__}.")
-    outputs = getattr(task, "_outputs_struct", None)
-    if outputs is None:  # Sequential
-        outputs = task.outputs[0] if len(task.outputs) == 1 else task.outputs
-    return keras.Model(model_inputs(task), outputs, name=task.name)
+    return keras.Model(model_inputs(task), outputs_structure(task), name=task.name)
 
 
 def _is_keras_hub_task(model) -> bool:

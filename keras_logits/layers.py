@@ -5,123 +5,15 @@ from __future__ import annotations
 import keras
 
 from keras_logits._activations import check_activation
-
-# Layers whose own `call` computes a linear map and applies `self.activation` to it
-# last, reading the activation from the instance: a twin of such a layer whose
-# instance attribute `activation` is linear computes the pre-activation with the
-# same variable objects. Subclasses that override `call` are not on the list: what
-# their `call` does with the activation cannot be known.
-_SPLITTABLE = (
-    keras.layers.Dense,
-    keras.layers.EinsumDense,
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-    keras.layers.SeparableConv1D,
-    keras.layers.SeparableConv2D,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
+from keras_logits._linear_twin import (
+    activity_penalty,
+    check_quantization,
+    float_policy,
+    is_splittable,
+    linear_twin,
+    output_activation,
+    why_not_splittable,
 )
-_SPLITTABLE_CALLS = {cls.call for cls in _SPLITTABLE}
-
-
-def _is_splittable(layer) -> bool:
-    if isinstance(layer, keras.layers.TimeDistributed) and type(layer).call is keras.layers.TimeDistributed.call:
-        return _is_splittable(layer.layer)
-    return isinstance(layer, _SPLITTABLE) and type(layer).call in _SPLITTABLE_CALLS
-
-
-def _why_not_splittable(layer) -> str:
-    name = getattr(layer, "name", None)
-    described = f"layer '{name}' ({type(layer).__name__})" if name else f"a {type(layer).__name__} object"
-    if isinstance(layer, keras.layers.TimeDistributed) and type(layer).call is keras.layers.TimeDistributed.call:
-        return f"{described} wrapping {_why_not_splittable(layer.layer)}"
-    if isinstance(layer, (*_SPLITTABLE, keras.layers.TimeDistributed)):
-        return f"{described}, whose class overrides call(), so where it applies its activation cannot be known"
-    return f"{described}, which is not one of them"
-
-
-def _linear_twin(layer):
-    """A shallow copy of `layer` whose activation is linear; same variables, original untouched.
-
-    Built per call from the layer's current attributes (so a layer built or
-    LoRA-enabled after wrapping is followed), without `Layer.__setattr__`: the twin
-    is never tracked, registered as a torch submodule or serialized. The original
-    model may run the layer in another thread at the same moment; nothing here writes
-    to it.
-    """
-    twin = object.__new__(type(layer))
-    twin.__dict__.update(layer.__dict__)
-    if isinstance(layer, keras.layers.TimeDistributed):
-        twin.__dict__["layer"] = _linear_twin(layer.layer)  # TimeDistributed calls `self.layer.call`
-    else:
-        twin.__dict__["activation"] = keras.activations.linear
-    return twin
-
-
-# Quantization modes whose Keras call (`Dense`/`EinsumDense._<mode>_call`) computes the
-# quantized linear map and applies `self.activation` last, as `call` does, and that the
-# tests check against a quantized no-activation twin. GPTQ and AWQ need calibration data
-# and are not checked here, so they are refused rather than trusted.
-_QUANTIZED_SPLITTABLE = {
-    keras.layers.Dense: ("int8", "int4", "float8"),
-    keras.layers.EinsumDense: ("int8", "int4", "float8"),
-}
-
-
-def _check_quantization(layer) -> None:
-    """Refuses a quantized layer whose pre-activation this module cannot compute."""
-    inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
-    mode = getattr(inner, "quantization_mode", None)
-    if mode is None:
-        return
-    described = f"layer '{inner.name}' ({type(inner).__name__})"
-    if inner is not layer:
-        # TimeDistributed calls `layer.call`, bypassing Keras' quantized-call dispatch, so
-        # even the original model does not compute the quantized map there.
-        raise ValueError(
-            f"PreActivation cannot split the activation off {described}, quantized to '{mode}' "
-            f"inside TimeDistributed '{layer.name}': Keras' TimeDistributed calls the layer's float "
-            "call on its quantized kernel, so not even the model computes the quantized head. Leave "
-            f"the head unquantized (model.quantize(mode, filters=lambda layer: layer.name != '{inner.name}'))."
-        )
-    supported = _QUANTIZED_SPLITTABLE.get(type(inner), ())
-    if mode not in supported:
-        raise ValueError(
-            f"PreActivation cannot split the activation off {described}, quantized to '{mode}': "
-            "supported are Dense and EinsumDense quantized to 'int8', 'int4' or 'float8'. Quantize "
-            "the model with one of these modes, or leave its head unquantized (model.quantize(mode, "
-            f"filters=lambda layer: layer.name != '{inner.name}'))."
-        )
-
-
-def _float_policy(policy):
-    """`policy` without its quantization: a wrapper must not dispatch to a quantized call."""
-    policy = keras.dtype_policies.get(policy)
-    if policy.quantization_mode is None:
-        return policy
-    # Quantized policies are named "<mode>_from_<source policy>" (keras/src/dtype_policies).
-    return keras.dtype_policies.get(policy.name.split("_from_", 1)[1])
-
-
-def _output_activation(layer):
-    """The activation `layer` applies to its output (inside a TimeDistributed, the inner one)."""
-    if isinstance(layer, keras.layers.TimeDistributed):
-        return _output_activation(layer.layer)
-    return layer.activation
-
-
-def _activity_penalty(regularizer, output):
-    """The activity loss `Layer.__call__` adds for `output`: the penalty per sample of the batch."""
-    loss = regularizer(output)
-    if len(output.shape) > 0:
-        batch_size = keras.ops.cast(keras.ops.shape(output)[0], dtype=loss.dtype)
-        loss = keras.ops.divide_no_nan(loss, batch_size)
-    return loss
-
 
 @keras.saving.register_keras_serializable(package="keras_logits")
 class PreActivation(keras.layers.Wrapper):
@@ -173,15 +65,15 @@ class PreActivation(keras.layers.Wrapper):
             raise ValueError(
                 "PreActivation splits the activation off Dense, EinsumDense, Conv, ConvTranspose, "
                 "SeparableConv and DepthwiseConv layers (also inside TimeDistributed); got "
-                f"{_why_not_splittable(layer)}. End the model with a Dense or Conv layer without "
+                f"{why_not_splittable(layer)}. End the model with a Dense or Conv layer without "
                 "activation followed by keras.layers.Activation('softmax') (or 'sigmoid'); the tensor "
                 "between them is the logits."
             )
-        _check_quantization(layer)
+        check_quantization(layer)
         # The wrapped layer's quantized call runs through its twin; the wrapper itself
         # computes in the source float policy (a quantized one would make Keras dispatch
         # to `PreActivation._int8_call`, which does not exist).
-        kwargs["dtype"] = _float_policy(kwargs.get("dtype") or layer.dtype_policy)
+        kwargs["dtype"] = float_policy(kwargs.get("dtype") or layer.dtype_policy)
         super().__init__(layer, **kwargs)
         # Masks pass through exactly as the wrapped layer passes (or drops) them.
         self.supports_masking = layer.supports_masking
@@ -204,7 +96,7 @@ class PreActivation(keras.layers.Wrapper):
         >>> PreActivation.supports(keras.layers.SimpleRNN(3))
         False
         """
-        return isinstance(layer, keras.layers.Layer) and _is_splittable(layer)
+        return isinstance(layer, keras.layers.Layer) and is_splittable(layer)
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -217,8 +109,8 @@ class PreActivation(keras.layers.Wrapper):
         if self.layer._call_has_mask_arg:
             kwargs["mask"] = mask
         # Checked per call: the layer may have been quantized after it was wrapped.
-        _check_quantization(self.layer)
-        twin = _linear_twin(self.layer)
+        check_quantization(self.layer)
+        twin = linear_twin(self.layer)
         if getattr(twin, "quantization_mode", None) is not None:
             # What the layer's own __call__ dispatches to; it applies the twin's linear activation.
             logits = twin.quantized_call(inputs, **kwargs)
@@ -228,7 +120,7 @@ class PreActivation(keras.layers.Wrapper):
         if regularizer is not None:
             # The original layer's __call__ adds this on its output; the wrapped layer's
             # __call__ does not run here, so the wrapper adds it, once, on that same tensor.
-            self.add_loss(_activity_penalty(regularizer, _output_activation(self.layer)(logits)))
+            self.add_loss(activity_penalty(regularizer, output_activation(self.layer)(logits)))
         return logits
 
     def compute_mask(self, inputs, previous_mask=None):

@@ -7,8 +7,13 @@ import pytest
 
 MODULES = [
     "keras_logits._activations",
+    "keras_logits._graph",
+    "keras_logits._operations",
+    "keras_logits._walk",
+    "keras_logits._diagnosis",
     "keras_logits.head",
     "keras_logits._expose",
+    "keras_logits._linear_twin",
     "keras_logits.layers",
     "keras_logits.metrics",
     "keras_logits.callbacks",

@@ -6,6 +6,7 @@ import pytest
 from keras import layers
 
 import keras_logits
+from keras_logits._graph import model_outputs
 from tests.conftest import logit_tolerance
 
 RNG = np.random.default_rng(0)
@@ -355,7 +356,7 @@ def test_exposed_outputs_carry_the_original_outputs_keras_mask():
     for model in (fused, separate):
         assert getattr(model.outputs[0], "_keras_mask", None) is not None
         exposed = keras_logits.expose(model)
-        for name, tensor in keras_logits.head.model_outputs(exposed).items():
+        for name, tensor in model_outputs(exposed).items():
             assert getattr(tensor, "_keras_mask", None) is not None, name
 
 
@@ -368,3 +369,14 @@ def test_a_mask_passed_to_softmax_by_position_is_applied_to_the_logits_too():
     assert np.all(outputs["logits"][:, [2, 4]] == -1e9)
     np.testing.assert_allclose(np.exp(keras_logits.scores.log_softmax(outputs["logits"].astype("float64"))),
                                outputs["probabilities"], atol=1e-6)
+
+
+def test_expose_of_a_separate_head_outputs_the_tensors_its_head_carries():
+    inputs = keras.Input((4,))
+    hidden = layers.Dense(6, name="hidden")(inputs)
+    model = keras.Model(inputs, layers.Activation("sigmoid", name="tags")(layers.Dense(3, name="scores")(hidden)))
+    last = keras_logits.find_head(model).route[-1]
+    exposed = keras_logits.expose(model, features=True)
+    # Built from the Head alone: its logits, probabilities and features are reused, no layer is added on the way.
+    assert [id(tensor) for tensor in model_outputs(exposed).values()] == [
+        id(last.logits), id(last.output_tensor), id(last.features)]

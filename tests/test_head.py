@@ -436,3 +436,21 @@ def test_describe_names_the_positions_of_a_per_position_head_and_not_of_a_per_sa
     pixel = keras.Input((1, 1, 2))  # Flatten after the head leaves one prediction per sample
     flat = keras.Model(pixel, layers.Flatten()(layers.Conv2D(4, 1, activation="softmax")(pixel)))
     assert keras_logits.find_head(flat).positions == () and "per-position" not in keras_logits.find_head(flat).describe()
+
+
+def test_head_route_ends_in_the_logits_features_and_mask_expose_builds_from():
+    tokens = keras.Input((5, 4))
+    mask = keras.Input((5, 3), dtype="bool")
+    hidden = layers.Dense(6, name="hidden")(tokens)
+    scores = layers.Dense(3, name="scores")(hidden)
+    masked = keras.Model([tokens, mask], layers.Softmax(name="probs")(scores, mask=mask))
+    last = keras_logits.find_head(masked).route[-1]
+    assert (last.kind, last.logits_layer.name) == ("separate", "scores")
+    assert last.logits is scores and last.features is hidden and last.mask is mask
+
+    fused_output = layers.Dense(3, activation="softmax", name="cls")(hidden)
+    last = keras_logits.find_head(keras.Model(tokens, fused_output)).route[-1]
+    # The logits of a fused head do not exist as a tensor yet: expose splits them off the features.
+    assert (last.kind, last.logits, last.mask) == ("fused", None, None)
+    assert last.input_tensor is hidden and last.features is hidden and last.logits_layer.name == "cls"
+

@@ -132,6 +132,7 @@ def _inspect_export(path: Path) -> None:
 def _expose(arguments) -> None:
     import keras_logits
     from keras_logits._files import atomic_keras_save
+    from keras_logits._graph import model_outputs
 
     output = Path(arguments.output)
     if output.suffix != ".keras":
@@ -142,7 +143,7 @@ def _expose(arguments) -> None:
     exposed = keras_logits.expose(model, features=arguments.features, activation=arguments.activation,
                                   head=arguments.head)
     atomic_keras_save(exposed, output)
-    print(f"Wrote {output}: outputs {', '.join(sorted(exposed._outputs_struct))}, "
+    print(f"Wrote {output}: outputs {', '.join(sorted(model_outputs(exposed)))}, "
           f"{exposed.count_params():,} parameters shared with '{model.name}'.")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from keras_logits.serving import _graph as serving, _verification as verification
 from keras_logits._expose import ensure_exposed
 from keras_logits._files import process_alive
+from keras_logits._graph import all_layers, model_outputs
 from keras_logits.layers import Temperature
 
 FORMATS = ("tf_saved_model", "onnx")
@@ -252,7 +253,7 @@ def sample_inputs(model, batch_size: int = 4) -> dict:
 
 def _smallest_vocabulary(model) -> int:
     sizes = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.Embedding):
             sizes.append(layer.input_dim)
         elif isinstance(layer, keras.layers.CategoryEncoding):
@@ -274,7 +275,7 @@ def _input_name(tensor) -> str:
 
 
 def _manifest(graph, head, class_names, format, checked, batch_size) -> dict:
-    outputs = dict(graph._outputs_struct)
+    outputs = model_outputs(graph)
     differences, tolerances, process, seconds = checked or (None, None, None, None)
     return {
         "format": format,
@@ -316,13 +317,13 @@ def _exported_dtype(name, tensor) -> str:
 def _precision(graph) -> float:
     """The verification tolerance of the lowest precision any layer of `graph` computes in."""
     dtypes = {keras.backend.standardize_dtype(layer.compute_dtype)
-              for layer in graph._flatten_layers(include_self=False, recursive=True)}
+              for layer in all_layers(graph)}
     return max(verification.PRECISION.get(dtype, verification.PRECISION["float32"]) for dtype in dtypes | {"float32"})
 
 
 def _temperature(graph):
     """The calibration temperature baked into the graph, or None."""
-    values = [layer.temperature for layer in graph._flatten_layers(include_self=False, recursive=True)
+    values = [layer.temperature for layer in all_layers(graph)
               if isinstance(layer, Temperature)]
     return values[0] if len(values) == 1 else (values or None)
 

@@ -16,6 +16,8 @@ import warnings
 
 import keras
 
+from keras_logits._graph import model_inputs, model_outputs
+
 ONNX_FILE = "model.onnx"
 ONNX_PACKAGES = ("tf2onnx", "onnx")
 
@@ -72,7 +74,7 @@ def serving_model(exposed, *, activation: str, axis: int):
     >>> sorted(serving_model(exposed, activation="softmax", axis=-1).output)
     ['class_id', 'logits', 'probabilities']
     """
-    outputs = dict(exposed._outputs_struct)
+    outputs = model_outputs(exposed)
     outputs["class_id"] = _ClassId(activation, axis, name="class_id")(outputs["probabilities"])
     inputs = exposed.inputs[0] if len(exposed.inputs) == 1 else exposed.inputs
     return keras.Model(inputs, outputs, name=f"{exposed.name}_serving")
@@ -178,7 +180,7 @@ def _write_saved_model_from_jax(model, directory: str) -> None:
 
     specs = [tf.TensorSpec(tuple(t.shape), keras.backend.standardize_dtype(t.dtype), name=t.name)
              for t in model.inputs]
-    structure = getattr(model, "_inputs_struct", None)
+    structure = model_inputs(model)
 
     def call(*tensors):
         if isinstance(structure, dict):
