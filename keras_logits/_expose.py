@@ -185,9 +185,11 @@ def _temperature_value(temperature):
     """None, a float or a list of floats, from a number, a sequence or a fitted TemperatureScaling."""
     if temperature is None:
         return None
-    if hasattr(temperature, "temperature"):  # a TemperatureScaling or a Temperature layer
-        if temperature.temperature is None:
+    if hasattr(temperature, "fit") and hasattr(temperature, "transform"):  # a TemperatureScaling
+        if getattr(temperature, "temperature_", None) is None:
             raise ValueError("The TemperatureScaling passed as temperature= is not fitted; call fit() first.")
+        temperature = temperature.temperature_
+    elif hasattr(temperature, "temperature"):  # a Temperature layer
         temperature = temperature.temperature
     if hasattr(temperature, "tolist"):
         temperature = temperature.tolist()

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from keras_logits.head import output_activations, outputs_from_probabilities
+from keras_logits._diagnosis import output_activations, outputs_from_probabilities
 
 ERROR, WARNING = "error", "warning"
 

@@ -13,13 +13,11 @@ import dataclasses
 from typing import Any, Optional
 
 from keras_logits._activations import check_activation
-from keras_logits._diagnosis import (  # noqa: F401  (checks.py imports the last two from here)
+from keras_logits._diagnosis import (
     check_given_logits,
     check_is_head,
     check_not_from_probabilities,
     no_head_error,
-    output_activations,
-    outputs_from_probabilities,
 )
 from keras_logits._graph import check_is_graph_model, model_outputs
 from keras_logits._operations import NoHead, activation_name, activation_of, describe, fused_layer, kind_of, size_of
