@@ -168,7 +168,7 @@ def verdict(ratio: float, limit: float) -> str:
 
 def code_version() -> str:
     """Which keras_logits was measured: its directory and, if it is a git checkout, the commit."""
-    directory = Path(keras_logits.__file__).resolve().parent.parent
+    directory = Path(keras_logits.__file__).absolute().parent.parent
     try:
         commit = subprocess.run(["git", "-C", str(directory), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, timeout=10).stdout.strip()

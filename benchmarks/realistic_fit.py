@@ -44,7 +44,7 @@ LABELS = {
 }
 
 
-def build_small_resnet(width: int = 16, num_classes: int = 10, seed: int = 0) -> keras.Model:
+def build_small_resnet(width: int = 8, num_classes: int = 10, seed: int = 0) -> keras.Model:
     """A ResNet-8-like classifier for 32x32x3 inputs ending in a fused softmax `Dense`, as zoo models do."""
     keras.utils.set_random_seed(seed)
     layers = keras.layers
@@ -76,7 +76,7 @@ def target_limit() -> float:
     return 1.03 if has_gpu() else 1.02
 
 
-def measure(*, model: str = "resnet", width: int = 16, samples: int = 10240, batch_size: int = 64, rounds: int = 5,
+def measure(*, model: str = "resnet", width: int = 8, samples: int = 10240, batch_size: int = 64, rounds: int = 5,
             epochs: int = 1, quick: bool = False, log_dir=None, verbose: bool = True) -> dict:
     """Runs the rounds on synthetic images; returns `{"seconds", "times", "targets", "settings", "workload"}`."""
     probe_size = 64 if quick else PROBE_SIZE
@@ -119,7 +119,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"),
                         help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
     parser.add_argument("--model", choices=("resnet", "mobilenetv2"), default="resnet")
-    parser.add_argument("--width", type=int, default=16, help="channels of the small ResNet's first stage")
+    parser.add_argument("--width", type=int, default=8, help="channels of the small ResNet's first stage")
     parser.add_argument("--samples", type=int, default=10240, help="synthetic training samples per epoch")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (one turn of every candidate each)")
