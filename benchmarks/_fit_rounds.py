@@ -167,11 +167,16 @@ def verdict(ratio: float, limit: float) -> str:
 
 
 def code_version() -> str:
-    """Which keras_logits was measured: its directory and, if it is a git checkout, the commit."""
+    """Which keras_logits was measured: its directory and the commit (its checkout's, or a packed copy's COMMIT)."""
     directory = Path(keras_logits.__file__).absolute().parent.parent
+    if (directory / "COMMIT").is_file():  # a copy made by `benchmarks/gpu_run.sh pack OLD_COMMIT`
+        return f"{directory} at {(directory / 'COMMIT').read_text().strip()}"
     try:
-        commit = subprocess.run(["git", "-C", str(directory), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
+        git = ["git", "-C", str(directory), "rev-parse"]
+        top = subprocess.run([*git, "--show-toplevel"], capture_output=True, text=True, timeout=10).stdout.strip()
+        # Only the checkout's own commit: a copy inside another repository is not that repository's HEAD.
+        commit = subprocess.run([*git, "--short", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip() if top and Path(top) == directory.resolve() else ""
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return f"{directory}" + (f" at {commit}" if commit else "")
