@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 
-
 def _checkout_from_pythonpath() -> None:
     """Lets `PYTHONPATH=<checkout>` choose which keras_logits is measured, as the module docstring promises.
 

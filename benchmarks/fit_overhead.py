@@ -127,8 +127,9 @@ def main(argv=None) -> dict:
     switch_backend("benchmarks.fit_overhead", options.backend, argv)
     rounds = 1 if options.quick else options.rounds
     result = measure(rounds=rounds, epochs=options.epochs, quick=options.quick, log_dir=options.log_dir)
-    print_report(f"fit overhead, {WORKLOAD}, batch 64, {result['settings']['train_samples']} samples per epoch, "
-                 f"{rounds} rounds" + (" (quick: probes of 64 and 16)" if options.quick else ""), LABELS, result["seconds"], "plain", result["targets"])
+    title = (f"fit overhead, {WORKLOAD}, batch 64, {result['settings']['train_samples']} samples per epoch, "
+             f"{rounds} rounds" + (" (quick: probes of 64 and 16)" if options.quick else ""))
+    print_report(title, LABELS, result["seconds"], "plain", result["targets"])
     save_json(options.json, workload=WORKLOAD, settings=result["settings"], seconds=result["seconds"],
               labels=LABELS, targets=result["targets"])
     return result
