@@ -26,10 +26,9 @@ from keras.src.backend import get_keras_mask
 
 _EPSILON = 1e-7
 
-# The statistics of `statistic_sums`, in the order of its first entries; the calibration bins follow.
 STATISTICS = ("mean", "std", "margin", "nonfinite", "confidence", "entropy", "ece", "brier")
-# Per-position columns summed with the position weights: the count of positions first.
-_WEIGHTED = ("count", "mean", "square", "margin", "confidence", "entropy", "brier")
+# The columns of the shared state: the calibration bins use the first three.
+COLUMNS = ("count", "confidence", "correct", "mean", "square", "margin", "entropy", "brier", "nonfinite")
 
 
 def positions(y_true, y_pred, sample_weight, *, activation: str, ignore_class: Optional[int] = None):
@@ -161,9 +160,10 @@ def per_position(rows, labels, *, activation: str, from_logits: bool) -> Dict[st
     if labels is not None:
         # Clipped for one_hot (torch refuses ids out of range); the NaN marks them instead.
         target = ops.one_hot(ops.clip(labels, 0, num_classes - 1), num_classes, dtype="float32")
-        values["brier"] = _nan_unless_valid(ops.sum(ops.square(probabilities - target), axis=-1), labels, num_classes)
-        correct = _nan_unless_valid(ops.cast(ops.equal(predicted, labels), "float32"), labels, num_classes)
-        values["decisions"] = (confidence, correct, 1)
+        brier = ops.sum(ops.square(probabilities - target), axis=-1)
+        correct = ops.cast(ops.equal(predicted, labels), "float32")
+        brier, correct = ops.unstack(_nan_unless_valid(ops.stack([brier, correct]), labels, num_classes))
+        values["brier"], values["decisions"] = brier, (confidence, correct, 1)
     return values
 
 
@@ -176,37 +176,45 @@ def bin_sums(decisions, weights, num_bins: int):
     confidence, correct, units = decisions
     if units > 1:
         weights = ops.reshape(ops.repeat(weights[:, None], units, axis=1), (-1,))
-    index = ops.clip(ops.cast(ops.floor(confidence * num_bins), "int32"), 0, num_bins - 1)
-    columns = ops.stack([weights, weighted(confidence, weights), weighted(correct, weights)], axis=1)
-    return ops.matmul(ops.transpose(ops.one_hot(index, num_bins, dtype="float32")), columns)
+    columns = ops.where((weights > 0)[:, None], ops.stack([weights, confidence * weights, correct * weights], axis=1), 0.0)
+    return ops.matmul(ops.transpose(ops.one_hot(_bin_index(confidence, num_bins), num_bins, dtype="float32")), columns)
+
+
+def _bin_index(confidence, num_bins: int):
+    return ops.clip(ops.cast(ops.floor(confidence * num_bins), "int32"), 0, num_bins - 1)
 
 
 def statistic_sums(rows, labels, weights, *, activation: str, from_logits: bool, num_bins: int):
-    """The `(8 + 3 num_bins,)` sums one batch adds to the shared state: what `statistics_from_sums` reads."""
+    """The `((2 + num_bins) * 9,)` sums one batch adds to the shared state: what `statistics_from_sums` reads.
+
+    A `(2 + num_bins, 9)` matrix, flattened: per column of `COLUMNS`, the
+    weighted sum over positions, the unweighted sum over counted positions,
+    then the weighted sum in each confidence bin (sigmoid: over units, first
+    three columns only). Softmax takes all of it from one matmul: every extra
+    kernel is paid per step on TensorFlow's CPU executor.
+    """
     values = per_position(rows, labels, activation=activation, from_logits=from_logits)
-    values["count"] = ops.ones_like(weights)
-    columns = ops.stack([values[name] for name in _WEIGHTED], axis=1)
-    sums = ops.sum(ops.where(weights[:, None] > 0, columns * weights[:, None], 0.0), axis=0)
-    nonfinite = ops.sum(ops.where(weights > 0, values["nonfinite"], 0.0))
-    bins = bin_sums(values["decisions"], weights, num_bins)
-    return ops.concatenate([sums, nonfinite[None], ops.reshape(ops.transpose(bins), (-1,))], axis=0)
+    confidence, correct, units = values["decisions"]
+    ones = ops.ones_like(weights)
+    kept = (weights > 0)[:, None]
+    columns = {**values, "count": ones, "correct": correct if units == 1 else ops.zeros_like(weights)}
+    counted = ops.where(kept, ops.stack([columns[name] for name in COLUMNS], axis=1), 0.0)
+    totals = ops.stack([weights, ones], axis=1)
+    if units == 1:
+        bins = ops.one_hot(_bin_index(confidence, num_bins), num_bins, dtype="float32") * weights[:, None]
+        return ops.reshape(ops.matmul(ops.transpose(ops.concatenate([totals, bins], axis=1)), counted), (-1,))
+    per_unit = ops.pad(bin_sums(values["decisions"], weights, num_bins), [[0, 0], [0, len(COLUMNS) - 3]])
+    return ops.reshape(ops.concatenate([ops.matmul(ops.transpose(totals), counted), per_unit], axis=0), (-1,))
 
 
-def statistics_from_sums(sums, num_bins: int, names=STATISTICS) -> Dict[str, object]:
-    """`{statistic: scalar}` from accumulated `statistic_sums` (0 before any position counted)."""
-    count = sums[0]
-    results = {}
-    for name in names:
-        if name == "nonfinite":
-            results[name] = sums[len(_WEIGHTED)]
-        elif name == "std":
-            mean = ops.divide_no_nan(sums[1], count)
-            results[name] = ops.sqrt(ops.maximum(ops.divide_no_nan(sums[2], count) - ops.square(mean), 0.0))
-        elif name == "ece":
-            bins = ops.reshape(sums[len(_WEIGHTED) + 1:], (3, num_bins))
-            results[name] = expected_calibration_error(bins[0], bins[1], bins[2])
-        else:
-            results[name] = ops.divide_no_nan(sums[_WEIGHTED.index(name)], count)
+def statistics_from_sums(sums, num_bins: int) -> Dict[str, object]:
+    """`{statistic: scalar}` for every name in `STATISTICS`, from accumulated `statistic_sums` (0 before any)."""
+    table = ops.reshape(sums, (2 + num_bins, len(COLUMNS)))
+    means = ops.divide_no_nan(table[0], table[0, 0])
+    results = {name: means[COLUMNS.index(name)] for name in ("mean", "margin", "confidence", "entropy", "brier")}
+    results["std"] = ops.sqrt(ops.maximum(means[COLUMNS.index("square")] - ops.square(results["mean"]), 0.0))
+    results["nonfinite"] = table[1, COLUMNS.index("nonfinite")]
+    results["ece"] = expected_calibration_error(table[2:, 0], table[2:, 1], table[2:, 2])
     return results
 
 

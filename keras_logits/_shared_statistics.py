@@ -32,7 +32,7 @@ from keras_logits import _metric_math as math
 
 
 class SharedStatistics(keras.metrics.Metric):
-    """All eight statistics of `default_metrics()` from one pass per batch, in one `(8 + 3 bins,)` vector.
+    """All eight statistics of `default_metrics()` from one pass per batch, in one state vector.
 
     Its owner, the first metric of the list, runs the pass; the others read from it.
     """
@@ -40,15 +40,17 @@ class SharedStatistics(keras.metrics.Metric):
     def __init__(self, activation: str, ignore_class: Optional[int], num_bins: int):
         super().__init__(name="shared_statistics")
         self.activation, self.ignore_class, self.num_bins = activation, ignore_class, num_bins
-        self.sums = self.add_variable(shape=(8 + 3 * num_bins,), initializer="zeros", name="sums",
-                                      aggregation="sum")
+        self.sums = self.add_variable(shape=((2 + num_bins) * len(math.COLUMNS),), initializer="zeros",
+                                      name="sums", aggregation="sum")
         self._rounds, self._weighted = 0, None
+        self._results = None  # (trace key, the results computed from it)
 
     def update_for(self, metric, y_true, y_pred, sample_weight):
         """Updates the state when `metric` is the owner; checks, when it is not, that the owner ran first."""
         # Python-level counts: they run while Keras traces the step (and each eager step), in list order.
         if metric._owns_shared:
             self._rounds += 1
+            self._results = None
             self._weighted = sample_weight is not None
             rows, labels, weights = math.positions(y_true, y_pred, sample_weight, activation=self.activation,
                                                    ignore_class=self.ignore_class)
@@ -68,10 +70,35 @@ class SharedStatistics(keras.metrics.Metric):
                 "compile the whole list under one of them (call default_metrics() once for each).")
 
     def statistic(self, name):
-        return math.statistics_from_sums(ops.convert_to_tensor(self.sums), self.num_bins, names=(name,))[name]
+        """One statistic; all eight are computed once per trace (TensorFlow graph, JAX state value)."""
+        key = _trace_key(self.sums)
+        if key is None or self._results is None or self._results[0] is not key:
+            self._results = (key, self.result())
+        return self._results[1][name]
+
+    def reset_state(self):
+        self._results = None
+        super().reset_state()
 
     def update_state(self, *args, **kwargs):
         raise TypeError("SharedStatistics is updated through the metrics of default_metrics().")
 
     def result(self):
         return math.statistics_from_sums(ops.convert_to_tensor(self.sums), self.num_bins)
+
+
+def _trace_key(variable):
+    """What identifies the state a result was computed from, or None where results are not reused.
+
+    TensorFlow: the graph being traced (the owner's update clears the results
+    when the state changes within it); JAX: the state's value, immutable, a new
+    object after each update, traced or not; torch updates in place: no reuse.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.compat.v1.get_default_graph() if tf.inside_function() else None
+    if backend == "jax":
+        return variable.value
+    return None

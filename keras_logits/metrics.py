@@ -101,6 +101,12 @@ class _LogitsMetric(keras.metrics.Metric):
             return self._result()
         return self._shared.statistic(self.statistic)
 
+    def reset_state(self):
+        if self._shared is None:
+            super().reset_state()
+        elif self._owns_shared:
+            self._shared.reset_state()
+
     def get_config(self):
         return {**super().get_config(), "activation": self.activation, "from_logits": self.from_logits,
                 "ignore_class": self.ignore_class}

