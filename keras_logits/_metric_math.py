@@ -135,27 +135,27 @@ def per_position(rows, labels, *, activation: str, from_logits: bool) -> Dict[st
             confidence = ops.maximum(probabilities, 1.0 - probabilities)
             values["decisions"] = (ops.reshape(confidence, (-1,)), ops.reshape(correct, (-1,)), num_classes)
         return values
+    # Top two by max / argmax / max again: XLA's CPU top_k is a sort, three times the cost of the step's math.
+    top = ops.max(rows, axis=-1)
+    top_index = ops.cast(ops.argmax(rows, axis=-1), "int32")
     if num_classes == 1:  # a softmax over one class: probability 1, margin |logit| as for a sigmoid unit
-        top_two, top_index = ops.concatenate([rows, rows], axis=1), ops.zeros_like(rows, dtype="int32")
-        values["margin"] = ops.abs(rows[:, 0])
+        values["margin"] = ops.abs(top)
     else:
-        top_two, top_index = ops.top_k(rows, k=2)
-        values["margin"] = top_two[:, 0] - top_two[:, 1]
+        is_top = ops.equal(ops.arange(num_classes, dtype="int32")[None, :], top_index[:, None])
+        values["margin"] = top - ops.max(ops.where(is_top, float("-inf"), rows), axis=-1)
     if from_logits:
-        # Shifted by the top logit (top_k has it): one exp gives the probabilities, the confidence
+        # Shifted by the top logit: one exp gives the probabilities, the confidence
         # (1 / sum of exps) and the log-probabilities, without the log(0) of a saturated softmax.
-        shifted = rows - top_two[:, :1]
+        shifted = rows - top[:, None]
         exps = ops.exp(shifted)
         total = ops.sum(exps, axis=-1)
         probabilities = exps / total[:, None]
         confidence = 1.0 / total
         entropy = ops.log(total) - ops.sum(probabilities * shifted, axis=-1)
-        predicted = ops.cast(top_index[:, 0], "int32")
+        predicted = top_index
     else:
-        probabilities = rows
-        confidence = ops.max(rows, axis=-1)
+        probabilities, confidence, predicted = rows, top, top_index
         entropy = -ops.sum(rows * ops.log(ops.clip(rows, _EPSILON, 1.0)), axis=-1)
-        predicted = ops.cast(ops.argmax(rows, axis=-1), "int32")
     values["confidence"], values["entropy"] = confidence, entropy
     if labels is not None:
         # Clipped for one_hot (torch refuses ids out of range); the NaN marks them instead.

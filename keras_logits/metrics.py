@@ -9,6 +9,10 @@ of outputs that have a loss, and the logits output is the one trained with
 `from_logits=True`; probability statistics are computed from the logits with
 the head's `activation` (`from_logits=False` takes probabilities instead).
 
+`default_metrics()` is the fast path: its eight metrics share one pass and
+one state vector (`_shared_statistics`); each class on its own keeps its
+own state. The math of both is `_metric_math`.
+
 Monitoring: `ece`, `brier` and `nonfinite` declare that lower is better
 (`_direction`), which Keras' `mode="auto"` reads only when the logged name
 is the metric's own name: on a single-output model (a `logits_model`,
