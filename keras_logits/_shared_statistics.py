@@ -44,6 +44,7 @@ class SharedStatistics(keras.metrics.Metric):
                                       name="sums", aggregation="sum")
         self._rounds, self._weighted = 0, None
         self._results = None  # (trace key, the results computed from it)
+        self._compiled_result = None
 
     def update_for(self, metric, y_true, y_pred, sample_weight):
         """Updates the state when `metric` is the owner; checks, when it is not, that the owner ran first."""
@@ -71,9 +72,15 @@ class SharedStatistics(keras.metrics.Metric):
 
     def statistic(self, name):
         """One statistic; all eight are computed once per trace (TensorFlow graph, JAX state value)."""
-        key = _trace_key(self.sums)
+        key, traced = _trace_key(self.sums)
         if key is None or self._results is None or self._results[0] is not key:
-            self._results = (key, self.result())
+            if traced:
+                results = self.result()
+            else:  # at epoch end: one compiled call, not some twenty eager ops
+                if self._compiled_result is None:
+                    self._compiled_result = _compiled(math.statistics_from_sums, self.num_bins)
+                results = self._compiled_result(ops.convert_to_tensor(self.sums))
+            self._results = (key, results)
         return self._results[1][name]
 
     def reset_state(self):
@@ -88,7 +95,7 @@ class SharedStatistics(keras.metrics.Metric):
 
 
 def _trace_key(variable):
-    """What identifies the state a result was computed from, or None where results are not reused.
+    """`(what identifies the state results were computed from, or None: no reuse; whether it is traced)`.
 
     TensorFlow: the graph being traced (the owner's update clears the results
     when the state changes within it); JAX: the state's value, immutable, a new
@@ -98,7 +105,23 @@ def _trace_key(variable):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.compat.v1.get_default_graph() if tf.inside_function() else None
+        return (tf.compat.v1.get_default_graph(), True) if tf.inside_function() else (None, False)
     if backend == "jax":
-        return variable.value
-    return None
+        import jax
+
+        return variable.value, isinstance(variable.value, jax.core.Tracer)
+    return None, True
+
+
+def _compiled(function, num_bins):
+    """`function(sums, num_bins)` compiled once for eager calls (TensorFlow, JAX); torch runs it as it is."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(lambda sums: function(sums, num_bins))
+    if backend == "jax":
+        import jax
+
+        return jax.jit(lambda sums: function(sums, num_bins))
+    return lambda sums: function(sums, num_bins)
