@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import keras
@@ -44,7 +45,6 @@ class SharedStatistics(keras.metrics.Metric):
                                       name="sums", aggregation="sum")
         self._rounds, self._weighted = 0, None
         self._results = None  # (trace key, the results computed from it)
-        self._compiled_result = None
 
     def update_for(self, metric, y_true, y_pred, sample_weight):
         """Updates the state when `metric` is the owner; checks, when it is not, that the owner ran first."""
@@ -77,9 +77,7 @@ class SharedStatistics(keras.metrics.Metric):
             if traced:
                 results = self.result()
             else:  # at epoch end: one compiled call, not some twenty eager ops
-                if self._compiled_result is None:
-                    self._compiled_result = _compiled(math.statistics_from_sums, self.num_bins)
-                results = self._compiled_result(ops.convert_to_tensor(self.sums))
+                results = _compiled_statistics()(ops.convert_to_tensor(self.sums), self.num_bins)
             self._results = (key, results)
         return self._results[1][name]
 
@@ -113,15 +111,16 @@ def _trace_key(variable):
     return None, True
 
 
-def _compiled(function, num_bins):
-    """`function(sums, num_bins)` compiled once for eager calls (TensorFlow, JAX); torch runs it as it is."""
+@functools.lru_cache(maxsize=None)
+def _compiled_statistics():
+    """`statistics_from_sums` compiled once per process for eager calls (TensorFlow, JAX); torch runs it as is."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(lambda sums: function(sums, num_bins))
+        return tf.function(math.statistics_from_sums, reduce_retracing=True)
     if backend == "jax":
         import jax
 
-        return jax.jit(lambda sums: function(sums, num_bins))
-    return lambda sums: function(sums, num_bins)
+        return jax.jit(math.statistics_from_sums, static_argnums=1)
+    return math.statistics_from_sums
