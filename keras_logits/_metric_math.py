@@ -2,9 +2,10 @@
 
 One definition of each statistic, in `keras.ops` (it runs inside compiled
 steps on every backend). `keras_logits.metrics` uses it twice: each
-individual metric class keeps the one statistic it reports (TensorFlow and
-XLA prune the rest of the graph), and the shared statistics of
-`default_metrics()` take all of them from one pass into one state vector.
+individual metric class keeps the one statistic it reports (TensorFlow's
+graph and XLA prune the rest; torch's eager steps compute it), and the
+shared statistics of `default_metrics()` take all of them from one pass into
+one state vector.
 
 Example:
 
@@ -176,7 +177,8 @@ def bin_sums(decisions, weights, num_bins: int):
     confidence, correct, units = decisions
     if units > 1:
         weights = ops.reshape(ops.repeat(weights[:, None], units, axis=1), (-1,))
-    columns = ops.where((weights > 0)[:, None], ops.stack([weights, confidence * weights, correct * weights], axis=1), 0.0)
+    columns = ops.stack([weights, confidence * weights, correct * weights], axis=1)
+    columns = ops.where((weights > 0)[:, None], columns, 0.0)
     return ops.matmul(ops.transpose(ops.one_hot(_bin_index(confidence, num_bins), num_bins, dtype="float32")), columns)
 
 
