@@ -9,6 +9,10 @@ of outputs that have a loss, and the logits output is the one trained with
 `from_logits=True`; probability statistics are computed from the logits with
 the head's `activation` (`from_logits=False` takes probabilities instead).
 
+`default_metrics()` is the fast path: its eight metrics share one pass and
+one state vector (`_shared_statistics`); each class on its own keeps its
+own state. The math of both is `_metric_math`.
+
 Monitoring: `ece`, `brier` and `nonfinite` declare that lower is better
 (`_direction`), which Keras' `mode="auto"` reads only when the logged name
 is the metric's own name: on a single-output model (a `logits_model`,
@@ -38,24 +42,25 @@ from typing import Optional
 
 import keras
 from keras import ops
-# Keras 3.15 has no public getter for the mask a layer attached to its output; MeanMetricWrapper uses this one.
-from keras.src.backend import get_keras_mask
 
+from keras_logits import _metric_math as math
+from keras_logits._shared_statistics import SharedStatistics
 from keras_logits._activations import check_activation
-
-_EPSILON = 1e-7
 
 
 class _LogitsMetric(keras.metrics.Metric):
-    """Shared set-up: the activation, whether inputs are logits, and the positions that count.
+    """Shared set-up: the activation, whether inputs are logits, the positions that count, and sharing.
 
     All axes of `y_pred` but the last are positions (pixels, tokens); a
     position counts with the weight `sample_weight x Keras mask x (label !=
-    ignore_class)`, like Keras' `MeanMetricWrapper` applies an output mask.
+    ignore_class)`. A metric made by `default_metrics()` holds no state of its
+    own: it reads its `statistic` from the list's `SharedStatistics`.
     """
 
+    statistic = None  # its name in keras_logits._metric_math
+
     def __init__(self, activation: str = "softmax", from_logits: bool = True, ignore_class: Optional[int] = None,
-                 name=None, dtype=None):
+                 name=None, dtype=None, _shared=None):
         check_activation(activation)
         if ignore_class is not None and activation != "softmax":
             raise ValueError("ignore_class applies to sparse class-id labels of softmax heads; for a sigmoid head, "
@@ -64,108 +69,65 @@ class _LogitsMetric(keras.metrics.Metric):
         self.activation = activation
         self.from_logits = from_logits
         self.ignore_class = None if ignore_class is None else int(ignore_class)
+        if _shared is None:
+            self._shared = None
+            self._build_state()
+        else:
+            shared, owner = _shared
+            self._calls = 0
+            if owner:
+                self._shared = shared  # tracked: its state vector is one of this metric's variables
+            else:
+                object.__setattr__(self, "_shared", shared)  # untracked: the vector is counted once, by its owner
+            self._owns_shared = owner
+
+    def _build_state(self):
+        raise NotImplementedError
 
     def _scalar(self, name):
         return self.add_variable(shape=(), initializer="zeros", name=name, aggregation="sum")
 
-    def _probabilities(self, rows):
-        if not self.from_logits:
-            return rows
-        return ops.softmax(rows, axis=-1) if self.activation == "softmax" else ops.sigmoid(rows)
-
     def _positions(self, y_true, y_pred, sample_weight):
-        """`(rows (P, C) float32, labels or None, weights (P,))`: one row per position.
+        return math.positions(y_true, y_pred, sample_weight, activation=self.activation,
+                              ignore_class=self.ignore_class)
 
-        Softmax labels are `(P,)` int32 class ids (ignored ones replaced by 0,
-        with weight 0); sigmoid labels `(P, C)` float32 targets.
-        """
-        mask = get_keras_mask(y_pred)  # before any conversion, which would drop it
-        y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-        if mask is not None and len(y_pred.shape) > 1 and len(mask.shape) >= len(y_pred.shape):
-            # A mask over the classes (a pointer head's Softmax(mask=)), not over positions: the exposed
-            # logits are already the large negative number there, so those classes get probability 0.
-            mask = None
-        if len(y_pred.shape) == 1:  # one binary logit per sample
-            y_pred = ops.expand_dims(y_pred, -1)
-        position_shape, num_classes = tuple(y_pred.shape[:-1]), y_pred.shape[-1]
-        weights = ops.ones_like(y_pred[..., 0])
-        for factor in (mask, sample_weight):
-            if factor is not None:
-                weights = weights * _over_positions(ops.cast(ops.convert_to_tensor(factor), "float32"),
-                                                    position_shape)
-        rows = ops.reshape(y_pred, (-1, num_classes))
-        weights = ops.reshape(weights, (-1,))
-        labels = None
-        if y_true is not None:
-            y_true = ops.convert_to_tensor(y_true)
-            if self.activation == "softmax":
-                labels, sparse = _class_ids(y_true, y_pred)
-                if self.ignore_class is not None:
-                    if not sparse:
-                        raise ValueError("ignore_class applies to sparse class-id labels; with one-hot labels "
-                                         "give the positions to skip a sample_weight of 0.")
-                    kept = ops.not_equal(labels, self.ignore_class)
-                    weights = weights * ops.cast(kept, "float32")
-                    labels = ops.where(kept, labels, 0)  # torch's one_hot refuses ids out of range
-            else:
-                labels = ops.reshape(ops.cast(y_true, "float32"), ops.shape(rows))
-        return rows, labels, weights
+    def _per_position(self, labels, rows):
+        return math.per_position(rows, labels, activation=self.activation, from_logits=self.from_logits)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if self._shared is None:
+            self._update(*self._positions(y_true, y_pred, sample_weight))
+        else:
+            self._shared.update_for(self, y_true, y_pred, sample_weight)
+
+    def result(self):
+        if self._shared is None:
+            return self._result()
+        return self._shared.statistic(self.statistic)
+
+    def reset_state(self):
+        if self._shared is None:
+            super().reset_state()
+        elif self._owns_shared:
+            self._shared.reset_state()
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation, "from_logits": self.from_logits,
                 "ignore_class": self.ignore_class}
 
 
-def _over_positions(factor, position_shape):
-    """A `(batch,)`, `(batch, 1)` or `(batch, ...)` weight or mask, shaped to broadcast over the positions."""
-    rank = len(position_shape)
-    while (len(factor.shape) > 1 and factor.shape[-1] == 1
-           and (len(factor.shape) > rank or position_shape[len(factor.shape) - 1] != 1)):
-        factor = ops.squeeze(factor, axis=-1)  # Keras' (batch, 1) sample weights
-    while len(factor.shape) < rank:
-        factor = ops.expand_dims(factor, -1)
-    return factor
-
-
-def _class_ids(y_true, y_pred):
-    """`((P,) int32 class ids, whether they were sparse)` from ids `(batch, ...)`, `(batch, ..., 1)` or one-hot."""
-    num_classes = y_pred.shape[-1]
-    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == num_classes and num_classes > 1:
-        return ops.reshape(ops.cast(ops.argmax(y_true, axis=-1), "int32"), (-1,)), False
-    return ops.reshape(ops.cast(y_true, "int32"), (-1,)), True
-
-
-def _nan_unless_valid(values, labels, num_classes):
-    """NaN where a class id is outside [0, num_classes): an unlisted void label (255) must not pass as a class.
-
-    Inside a compiled step there is no way to raise; NaN in the logs is the loud answer.
-    """
-    return ops.where(ops.logical_and(labels >= 0, labels < num_classes), values, float("nan"))
-
-
-def _weighted(values, weights):
-    """`values * weights`, 0 where the weight is 0 (a NaN logit in a padded position must not count)."""
-    return ops.where(weights > 0, values * weights, 0.0)
-
-
 class _WeightedMean(_LogitsMetric):
     """Mean over positions of a per-position statistic, weighted."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def _build_state(self):
         self.total = self._scalar("total")
         self.count = self._scalar("count")
 
-    def per_position(self, labels, rows):
-        """`(P,)` statistic of `(P, C)` rows."""
-        raise NotImplementedError
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        rows, labels, weights = self._positions(y_true, y_pred, sample_weight)
-        self.total.assign_add(ops.sum(_weighted(self.per_position(labels, rows), weights)))
+    def _update(self, rows, labels, weights):
+        self.total.assign_add(ops.sum(math.weighted(self._per_position(labels, rows)[self.statistic], weights)))
         self.count.assign_add(ops.sum(weights))
 
-    def result(self):
+    def _result(self):
         return ops.divide_no_nan(self.total, self.count)
 
 
@@ -179,11 +141,10 @@ class LogitMean(_WeightedMean):
     1.0
     """
 
+    statistic = "mean"
+
     def __init__(self, name="mean", **kwargs):
         super().__init__(name=name, **kwargs)
-
-    def per_position(self, labels, rows):
-        return ops.mean(rows, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_logits")
@@ -196,19 +157,23 @@ class LogitStd(_LogitsMetric):
     1.0
     """
 
+    statistic = "std"
+
     def __init__(self, name="std", **kwargs):
         super().__init__(name=name, **kwargs)
+
+    def _build_state(self):
         self.total = self._scalar("total")
         self.total_squares = self._scalar("total_squares")
         self.count = self._scalar("count")
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        rows, _, weights = self._positions(y_true, y_pred, sample_weight)
-        self.total.assign_add(ops.sum(_weighted(ops.sum(rows, axis=-1), weights)))
-        self.total_squares.assign_add(ops.sum(_weighted(ops.sum(ops.square(rows), axis=-1), weights)))
-        self.count.assign_add(ops.sum(weights) * rows.shape[-1])
+    def _update(self, rows, labels, weights):
+        values = self._per_position(None, rows)
+        self.total.assign_add(ops.sum(math.weighted(values["mean"], weights)))
+        self.total_squares.assign_add(ops.sum(math.weighted(values["square"], weights)))
+        self.count.assign_add(ops.sum(weights))
 
-    def result(self):
+    def _result(self):
         mean = ops.divide_no_nan(self.total, self.count)
         variance = ops.divide_no_nan(self.total_squares, self.count) - ops.square(mean)
         return ops.sqrt(ops.maximum(variance, 0.0))
@@ -227,14 +192,10 @@ class TopMargin(_WeightedMean):
     2.0
     """
 
+    statistic = "margin"
+
     def __init__(self, name="margin", **kwargs):
         super().__init__(name=name, **kwargs)
-
-    def per_position(self, labels, rows):
-        if self.activation == "sigmoid" or rows.shape[-1] == 1:
-            return ops.mean(ops.abs(rows), axis=-1)
-        top_two, _ = ops.top_k(rows, k=2)
-        return top_two[:, 0] - top_two[:, 1]
 
 
 @keras.saving.register_keras_serializable(package="keras_logits")
@@ -248,14 +209,10 @@ class MeanConfidence(_WeightedMean):
     0.7
     """
 
+    statistic = "confidence"
+
     def __init__(self, name="confidence", **kwargs):
         super().__init__(name=name, **kwargs)
-
-    def per_position(self, labels, rows):
-        probabilities = self._probabilities(rows)
-        if self.activation == "softmax":
-            return ops.max(probabilities, axis=-1)
-        return ops.mean(ops.maximum(probabilities, 1.0 - probabilities), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_logits")
@@ -271,24 +228,10 @@ class MeanEntropy(_WeightedMean):
     0.6931
     """
 
+    statistic = "entropy"
+
     def __init__(self, name="entropy", **kwargs):
         super().__init__(name=name, **kwargs)
-
-    def per_position(self, labels, rows):
-        if self.activation == "softmax":
-            if self.from_logits:
-                log_p = ops.log_softmax(rows, axis=-1)
-            else:
-                log_p = ops.log(ops.clip(rows, _EPSILON, 1.0))
-            return -ops.sum(ops.exp(log_p) * log_p, axis=-1)
-        if self.from_logits:
-            # log(sigmoid(x)) = -softplus(-x), log(1 - sigmoid(x)) = -softplus(x).
-            p = ops.sigmoid(rows)
-            entropy = p * ops.softplus(-rows) + (1.0 - p) * ops.softplus(rows)
-        else:
-            p = ops.clip(rows, _EPSILON, 1.0 - _EPSILON)
-            entropy = -p * ops.log(p) - (1.0 - p) * ops.log(1.0 - p)
-        return ops.mean(entropy, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_logits")
@@ -304,17 +247,20 @@ class NonFiniteLogits(_LogitsMetric):
     2
     """
 
+    statistic = "nonfinite"
+    _direction = "down"
+
     def __init__(self, name="nonfinite", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.count = self._scalar("count")
-        self._direction = "down"
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        rows, _, weights = self._positions(y_true, y_pred, sample_weight)
-        nonfinite = ops.sum(1.0 - ops.cast(ops.isfinite(rows), "float32"), axis=-1)
+    def _build_state(self):
+        self.count = self._scalar("count")
+
+    def _update(self, rows, labels, weights):
+        nonfinite = self._per_position(None, rows)["nonfinite"]
         self.count.assign_add(ops.sum(ops.where(weights > 0, nonfinite, 0.0)))
 
-    def result(self):
+    def _result(self):
         return ops.convert_to_tensor(self.count)  # A tensor, not the variable (JAX traces results).
 
 
@@ -339,36 +285,27 @@ class ExpectedCalibrationError(_LogitsMetric):
     0.4
     """
 
+    statistic = "ece"
+    _direction = "down"
+
     def __init__(self, num_bins: int = 15, name="ece", **kwargs):
+        self.num_bins = int(num_bins)  # before the state it sizes
         super().__init__(name=name, **kwargs)
-        self.num_bins = int(num_bins)
-        self._direction = "down"
+
+    def _build_state(self):
         vector = dict(shape=(self.num_bins,), initializer="zeros", aggregation="sum")
         self.bin_counts = self.add_variable(name="bin_counts", **vector)
         self.bin_confidence = self.add_variable(name="bin_confidence", **vector)
         self.bin_correct = self.add_variable(name="bin_correct", **vector)
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        rows, labels, weights = self._positions(y_true, y_pred, sample_weight)
-        probabilities = self._probabilities(rows)
-        if self.activation == "softmax":
-            predicted = ops.cast(ops.argmax(probabilities, axis=-1), "int32")
-            correct = _nan_unless_valid(ops.cast(ops.equal(predicted, labels), "float32"), labels, rows.shape[-1])
-            confidence = ops.max(probabilities, axis=-1)
-        else:  # every unit is a decision, weighted like its position
-            positive = ops.cast(probabilities >= 0.5, "float32")
-            correct = ops.reshape(ops.cast(ops.equal(positive, ops.cast(labels >= 0.5, "float32")), "float32"), (-1,))
-            confidence = ops.reshape(ops.maximum(probabilities, 1.0 - probabilities), (-1,))
-            weights = ops.reshape(ops.repeat(weights[:, None], rows.shape[-1], axis=1), (-1,))
-        index = ops.clip(ops.cast(ops.floor(confidence * self.num_bins), "int32"), 0, self.num_bins - 1)
-        bins = ops.one_hot(index, self.num_bins, dtype="float32") * weights[:, None]
-        self.bin_counts.assign_add(ops.sum(bins, axis=0))
-        self.bin_confidence.assign_add(ops.sum(ops.where(bins > 0, bins * confidence[:, None], 0.0), axis=0))
-        self.bin_correct.assign_add(ops.sum(ops.where(bins > 0, bins * correct[:, None], 0.0), axis=0))
+    def _update(self, rows, labels, weights):
+        bins = math.bin_sums(self._per_position(labels, rows)["decisions"], weights, self.num_bins)
+        self.bin_counts.assign_add(bins[:, 0])
+        self.bin_confidence.assign_add(bins[:, 1])
+        self.bin_correct.assign_add(bins[:, 2])
 
-    def result(self):
-        gaps = ops.abs(self.bin_confidence - self.bin_correct)
-        return ops.divide_no_nan(ops.sum(gaps), ops.sum(self.bin_counts))
+    def _result(self):
+        return math.expected_calibration_error(self.bin_counts, self.bin_confidence, self.bin_correct)
 
     def get_config(self):
         return {**super().get_config(), "num_bins": self.num_bins}
@@ -386,22 +323,19 @@ class BrierScore(_WeightedMean):
     0.08
     """
 
+    statistic = "brier"
+    _direction = "down"
+
     def __init__(self, name="brier", **kwargs):
         super().__init__(name=name, **kwargs)
-        self._direction = "down"
 
-    def per_position(self, labels, rows):
-        probabilities = self._probabilities(rows)
-        if self.activation == "softmax":
-            num_classes = rows.shape[-1]
-            # Clipped for one_hot (torch refuses ids out of range); the NaN marks them instead.
-            target = ops.one_hot(ops.clip(labels, 0, num_classes - 1), num_classes, dtype="float32")
-            return _nan_unless_valid(ops.sum(ops.square(probabilities - target), axis=-1), labels, num_classes)
-        return ops.mean(ops.square(probabilities - labels), axis=-1)
+
+_CLASSES = (LogitMean, LogitStd, TopMargin, NonFiniteLogits, MeanConfidence, MeanEntropy,
+            ExpectedCalibrationError, BrierScore)
 
 
 def default_metrics(activation: str = "softmax", *, num_bins: int = 15, ignore_class: Optional[int] = None) -> list:
-    """The metrics to attach to the `"logits"` output: a fresh list each call.
+    """The metrics to attach to the `"logits"` output: a fresh list each call, computed in one pass.
 
     Logit mean and std, top-1 margin, non-finite count, and from the
     probabilities: confidence, entropy, expected calibration error and Brier
@@ -419,19 +353,18 @@ def default_metrics(activation: str = "softmax", *, num_bins: int = 15, ignore_c
     probability 0 and count as such; the logit mean and std then include
     their large negative logits.
 
+    The eight share one computation and one state vector, updated by the
+    first of the list: compile the list whole and in order (the others
+    refuse otherwise). Saved in a compiled model, they reload as the eight
+    individual classes, with the same names and values.
+
     Example:
 
     >>> [m.name for m in default_metrics("sigmoid")]
     ['mean', 'std', 'margin', 'nonfinite', 'confidence', 'entropy', 'ece', 'brier']
     """
     common = dict(activation=activation, ignore_class=ignore_class)
-    return [
-        LogitMean(**common),
-        LogitStd(**common),
-        TopMargin(**common),
-        NonFiniteLogits(**common),
-        MeanConfidence(**common),
-        MeanEntropy(**common),
-        ExpectedCalibrationError(num_bins=num_bins, **common),
-        BrierScore(**common),
-    ]
+    shared = SharedStatistics(activation, None if ignore_class is None else int(ignore_class), int(num_bins))
+    return [cls(**common, **({"num_bins": num_bins} if cls is ExpectedCalibrationError else {}),
+                _shared=(shared, index == 0))
+            for index, cls in enumerate(_CLASSES)]

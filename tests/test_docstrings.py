@@ -16,6 +16,8 @@ MODULES = [
     "keras_logits._linear_twin",
     "keras_logits.layers",
     "keras_logits.metrics",
+    "keras_logits._metric_math",
+    "keras_logits._shared_statistics",
     "keras_logits.callbacks",
     pytest.param("keras_logits.serving._export", marks=pytest.mark.backends("tensorflow", "jax")),  # exports
     "keras_logits._files",
