@@ -2,9 +2,11 @@
 
 A head's output is `(batch, ..., classes)` with the class axis where the
 activation normalised (usually the last): every other axis is a position
-(a pixel, a token). The serving graph computes the same ids in TensorFlow;
-these are the host-side twins that the command line, the demo and export
-verification use.
+(a pixel, a token). The rule is defined here once: the argmax over the class
+axis for softmax heads, a 0/1 decision per class at `SIGMOID_THRESHOLD` for
+sigmoid heads. The serving graph applies it as a TensorFlow op (what ONNX
+needs); `class_ids` is the NumPy one that the command line, the demo and
+export verification call.
 """
 
 from __future__ import annotations
@@ -12,6 +14,22 @@ from __future__ import annotations
 import numpy as np
 
 ACTIVATIONS = ("softmax", "sigmoid")
+SIGMOID_THRESHOLD = 0.5
+# The rule in words, as the export manifest records it.
+RULES = {"softmax": "argmax", "sigmoid": f"probabilities >= {SIGMOID_THRESHOLD}"}
+
+
+def check_activation(activation: str) -> str:
+    """Returns `activation` if class ids are defined for it, else raises naming the ones that are.
+
+    Example:
+
+    >>> check_activation("sigmoid")
+    'sigmoid'
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}.")
+    return activation
 
 
 def class_ids(probabilities, activation: str, axis: int = -1) -> np.ndarray:
@@ -31,11 +49,34 @@ def class_ids(probabilities, activation: str, axis: int = -1) -> np.ndarray:
     array([[1, 0, 1]])
     """
     probabilities = np.asarray(probabilities)
-    if activation == "softmax":
+    if check_activation(activation) == "softmax":
         return np.argmax(probabilities, axis=axis).astype("int64")
-    if activation == "sigmoid":
-        return (probabilities >= 0.5).astype("int64")
-    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}.")
+    return (probabilities >= SIGMOID_THRESHOLD).astype("int64")
+
+
+def undecided(probabilities, activation: str, axis: int = -1, *, tolerance: float) -> np.ndarray:
+    """Where a class id could go either way: within `tolerance` of a tie, shaped like `class_ids`.
+
+    Softmax: the top two probabilities differ by at most `tolerance`.
+    Sigmoid: the probability is within `tolerance` of `SIGMOID_THRESHOLD`. Two
+    computations of the same probabilities that round differently may disagree
+    there, and only there.
+
+    Example:
+
+    >>> import numpy as np
+    >>> undecided(np.array([[0.5, 0.5, 0.0], [0.9, 0.1, 0.0]]), "softmax", tolerance=1e-5)
+    array([ True, False])
+    >>> undecided(np.array([[0.500001, 0.7]]), "sigmoid", tolerance=1e-5)
+    array([[ True, False]])
+    """
+    probabilities = np.asarray(probabilities, dtype="float64")
+    if check_activation(activation) == "sigmoid":
+        return np.abs(probabilities - SIGMOID_THRESHOLD) <= tolerance
+    if probabilities.shape[axis] < 2:
+        return np.zeros(np.delete(probabilities.shape, axis % probabilities.ndim), dtype=bool)
+    _, best = top_k(probabilities, 2, axis)
+    return best[..., 0] - best[..., 1] <= tolerance
 
 
 def top_k(probabilities, k: int, axis: int = -1) -> tuple:

@@ -1,4 +1,9 @@
-"""Atomic file writes: a temporary sibling, flushed to disk, then renamed over the target."""
+"""Atomic writes: a temporary sibling, flushed to disk, then renamed over the target.
+
+Files (`atomic_write`, `atomic_keras_save`) and export directories share one
+naming of their siblings and one clean-up of what a killed process left
+(`remove_stale_temporaries`).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,38 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 from pathlib import Path
-from typing import IO, Callable, Iterator, Union
+from typing import IO, Callable, Iterator, Optional, Union
 
-# `.<target name>.<pid>-<random>.tmp`, plus `.keras` where Keras insists on that suffix.
-_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp(\.keras)?$")
+# `.<target name>.<pid>-<random>.<kind>`: kind `tmp` while a new version is written (plus `.keras` where
+# Keras insists on that suffix), `old` for a directory moved aside while its replacement is renamed in.
+_SIBLING = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[A-Za-z0-9_]+\.(?P<kind>tmp|old)(\.keras)?$")
+TEMPORARY, MOVED_ASIDE = "tmp", "old"
 
 
-def _create_temporary(path: Path, suffix: str) -> str:
+def sibling(path: Union[str, os.PathLike], kind: str = TEMPORARY, suffix: str = "") -> Path:
+    """A new name beside `path` that `remove_stale_temporaries` recognises: `.<name>.<pid>-<random>.<kind>`.
+
+    Example:
+
+    >>> import os
+    >>> name = sibling("/exports/model").name
+    >>> name.startswith(f".model.{os.getpid()}-") and name.endswith(".tmp")
+    True
+    """
+    path = Path(path)
+    return path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{kind}{suffix}"
+
+
+def _create_temporary(path: Path, extension: str = "") -> str:
     """Creates an empty, new temporary sibling of `path` with a plain `open(path, "w")`'s permissions.
 
     `tempfile.mkstemp` creates files 0600 whatever the umask; `os.open(..., 0o666)` lets the kernel
     apply the umask, so the renamed file is as readable as one written in place.
     """
     for _ in range(100):
-        temporary = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        temporary = sibling(path, TEMPORARY, extension)
         try:
             os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             return str(temporary)
@@ -31,9 +53,9 @@ def _create_temporary(path: Path, suffix: str) -> str:
 
 
 @contextlib.contextmanager
-def _replacing(path: Path, suffix: str) -> Iterator[str]:
+def _replacing(path: Path, extension: str = "") -> Iterator[str]:
     """Yields a temporary sibling of `path`; renames it over `path` on success, removes it on failure."""
-    temporary = _create_temporary(path, suffix)
+    temporary = _create_temporary(path, extension)
     try:
         yield temporary
         os.replace(temporary, path)
@@ -60,7 +82,7 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[IO], None], *, 
     'epoch\\n0\\n'
     """
     path = Path(path)
-    with _replacing(path, ".tmp") as temporary:
+    with _replacing(path) as temporary:
         with open(temporary, "wb" if binary else "w", **({} if binary else {"newline": ""})) as file:
             write(file)
             file.flush()
@@ -80,16 +102,20 @@ def atomic_keras_save(model, path: Union[str, os.PathLike]) -> Path:
     'model.keras'
     """
     path = Path(path)
-    with _replacing(path, ".tmp.keras") as temporary:  # Keras wants the .keras suffix.
+    with _replacing(path, ".keras") as temporary:  # Keras wants the .keras suffix.
         model.save(temporary)
     return path
 
 
-def remove_stale_temporaries(directory: Union[str, os.PathLike]) -> list:
-    """Removes temporaries that a killed process left in `directory`; returns their names.
+def remove_stale_temporaries(directory: Union[str, os.PathLike], *, target: Optional[str] = None) -> list:
+    """Cleans what killed processes left in `directory`; returns the names it removed or restored.
 
-    Only files named like this module's temporaries (`.<name>.<pid>-<random>.tmp`,
-    or `.tmp.keras` for `atomic_keras_save`) whose process no longer runs are removed.
+    Only siblings named by `sibling` whose process no longer runs are touched
+    (this process counts as running: its writers may be busy in other
+    threads). A temporary file or directory is removed; a directory moved
+    aside (`old`) is renamed back when its target is missing, as when an
+    export was killed between its two renames, and removed otherwise. With
+    `target`, only the siblings of that name are looked at.
 
     Example:
 
@@ -97,16 +123,23 @@ def remove_stale_temporaries(directory: Union[str, os.PathLike]) -> list:
     >>> remove_stale_temporaries(tempfile.mkdtemp())
     []
     """
-    removed = []
+    cleaned = []
     directory = Path(directory)
     if not directory.is_dir():
-        return removed
-    for entry in directory.glob(".*.tmp*"):
-        match = _TEMPORARY.match(entry.name)
-        if match and not process_alive(int(match["pid"])):
+        return cleaned
+    for entry in directory.glob(".*"):
+        match = _SIBLING.match(entry.name)
+        if not match or (target is not None and match["target"] != target) or process_alive(int(match["pid"])):
+            continue
+        original = directory / match["target"]
+        if match["kind"] == MOVED_ASIDE and not original.exists():
+            os.rename(entry, original)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
             entry.unlink(missing_ok=True)
-            removed.append(entry.name)
-    return sorted(removed)
+        cleaned.append(entry.name)
+    return sorted(cleaned)
 
 
 def process_alive(pid: int) -> bool:

@@ -163,13 +163,13 @@ def find_head(model, *, output: Optional[str] = None, activation: Optional[str] 
     if len(heads) > 1:
         raise ValueError(
             f"Model '{model.name}' has {len(heads)} classification outputs {sorted(heads)}. "
-            f"{_CHOOSE_A_HEAD}"
+            f"{CHOOSE_A_HEAD}"
         )
     return next(iter(heads.values()))
 
 
 # Every place that takes a choice of head; the others add their parameter under these names.
-_CHOOSE_A_HEAD = (
+CHOOSE_A_HEAD = (
     "Pick one with find_head(model, output=<name>), head=<name> in expose(), ensure_exposed(), "
     "export() and LogitsLogger(), or --head <name> on the keras-logits command line."
 )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_logits._class_ids import class_ids, positions, top_k
+from keras_logits._class_ids import RULES, SIGMOID_THRESHOLD, class_ids, positions, top_k, undecided
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +58,20 @@ def test_positions_are_all_axes_but_batch_and_class():
     assert positions((None, 64, 32, 21)) == (64, 32)
     assert positions((None, 21, 64, 32), axis=1) == (64, 32)
     assert positions((None, 10)) == ()
+
+
+def test_undecided_marks_softmax_near_ties_per_position_and_sigmoid_probabilities_near_the_threshold(
+        segmentation_probabilities):
+    p = segmentation_probabilities
+    top_two = np.sort(p, axis=-1)[..., -2:]
+    expected = (top_two[..., 1] - top_two[..., 0]) <= 0.05
+    np.testing.assert_array_equal(undecided(p, "softmax", tolerance=0.05), expected)
+    assert 0 < expected.sum() < expected.size  # both kinds of positions are in the fixture
+    np.testing.assert_array_equal(undecided(np.moveaxis(p, -1, 1), "softmax", axis=1, tolerance=0.05), expected)
+    np.testing.assert_array_equal(undecided(p, "sigmoid", tolerance=0.05), np.abs(p - 0.5) <= 0.05)
+
+
+def test_the_rule_is_named_once_for_the_manifest_and_unknown_activations_are_refused():
+    assert RULES == {"softmax": "argmax", "sigmoid": f"probabilities >= {SIGMOID_THRESHOLD}"}
+    with pytest.raises(ValueError, match="activation must be one of \\('softmax', 'sigmoid'\\), got 'relu'"):
+        undecided(np.ones((1, 2)), "relu", tolerance=1e-5)

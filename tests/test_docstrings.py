@@ -39,6 +39,8 @@ MODULES = [
     "keras_logits.serving._graph",
     "keras_logits.serving._verification",
     pytest.param("keras_logits.serving._scan", marks=pytest.mark.backends("tensorflow", "jax")),  # reads protobufs
+    pytest.param("keras_logits.serving._runtime", marks=pytest.mark.backends("tensorflow", "jax")),  # loads one
+    "keras_logits.cli._tables",
 ]
 
 

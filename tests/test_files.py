@@ -58,10 +58,10 @@ def test_temporary_of_a_killed_keras_save_is_matched_by_the_clean_up(tmp_path):
     removes it."""
     from keras_logits import _files as files
 
-    temporary = files._create_temporary(tmp_path / "exposed.keras", ".tmp.keras")
+    temporary = files._create_temporary(tmp_path / "exposed.keras", ".keras")
     dead = tmp_path / os.path.basename(temporary).replace(f".{os.getpid()}-", f".{dead_pid()}-")
     os.rename(temporary, dead)
-    live = files._create_temporary(tmp_path / "other.keras", ".tmp.keras")  # this process: still writing
+    live = files._create_temporary(tmp_path / "other.keras", ".keras")  # this process: still writing
     assert remove_stale_temporaries(tmp_path) == [dead.name]
     assert not dead.exists() and os.path.exists(live)
 
@@ -82,3 +82,32 @@ def test_clean_up_removes_dead_writers_csv_temporaries_and_keeps_other_files(tmp
     assert remove_stale_temporaries(tmp_path) == [stale.name]
     assert unrelated.exists() and kept.exists()
     assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def _directory(path, content="x"):
+    path.mkdir()
+    (path / "saved_model.pb").write_text(content)
+    return path
+
+
+def test_clean_up_of_an_export_removes_a_dead_staging_directory_and_restores_a_moved_aside_one(tmp_path):
+    """What a killed export leaves, named by `sibling`: a staging directory, an old export moved aside."""
+    from keras_logits._files import MOVED_ASIDE, sibling
+
+    pid = dead_pid()
+    staging = _directory(tmp_path / sibling(tmp_path / "model").name.replace(f".{os.getpid()}-", f".{pid}-"))
+    moved = _directory(tmp_path / sibling(tmp_path / "model", MOVED_ASIDE).name.replace(f".{os.getpid()}-",
+                                                                                          f".{pid}-"), "old")
+    other = _directory(tmp_path / f".other.{pid}-0000abcd.tmp")
+    live = _directory(sibling(tmp_path / "model"))  # this process: an export still writing
+    assert remove_stale_temporaries(tmp_path, target="model") == sorted([staging.name, moved.name])
+    assert (tmp_path / "model" / "saved_model.pb").read_text() == "old"  # restored: the target was missing
+    assert not staging.exists() and not moved.exists() and other.exists() and live.exists()
+
+
+def test_a_moved_aside_directory_of_a_dead_process_is_removed_when_its_target_exists(tmp_path):
+    pid = dead_pid()
+    _directory(tmp_path / "model", "new")
+    moved = _directory(tmp_path / f".model.{pid}-0000abcd.old", "old")
+    assert remove_stale_temporaries(tmp_path) == [moved.name]
+    assert (tmp_path / "model" / "saved_model.pb").read_text() == "new" and not moved.exists()

@@ -275,7 +275,7 @@ def test_calibration_and_scores_on_the_exposed_logits_equal_numpy(known_bug, row
     scaler = keras_logits.TemperatureScaling(activation).fit(logits, row.labels, mask=mask)
     assert scaler.transform(logits).shape == logits.shape
     # The fitted temperature is the NLL's minimum: no worse than T = 1, in NumPy.
-    fitted = float(np.asarray(scaler.temperature).ravel()[0])
+    fitted = float(np.asarray(scaler.temperature_).ravel()[0])
     assert _numpy_nll(row, logits / fitted) <= _numpy_nll(row, logits) + 1e-9
 
 

@@ -1,8 +1,9 @@
 """The `keras-logits` command line tool: inspect, expose, predict, export and the demo.
 
-`main` parses the arguments and quiets TensorFlow's start-up logs before Keras is imported;
-`_loading` reads `.keras`/`.h5` files and SavedModels (safe mode), `_inputs` reads prediction
-inputs, `demo` is the end-to-end example the README's first command runs.
+`main` (`_main`) parses the arguments and quiets TensorFlow's start-up logs before Keras is
+imported, then runs a subcommand of `_commands`; `_loading` reads `.keras`/`.h5` files (safe
+mode), `_inputs` reads prediction inputs, `_tables` prints predictions, `demo` is the end-to-end
+example the README's first command runs. TensorFlow is reached only through `keras_logits.serving`.
 """
 
 from keras_logits.cli._main import main

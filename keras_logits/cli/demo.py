@@ -10,9 +10,7 @@ import numpy as np
 
 
 SERVING_HINT = """Load it anywhere TensorFlow runs, without keras-logits:
-    import tensorflow as tf
-    serve = tf.saved_model.load("{path}").signatures["serving_default"]
-    outputs = serve(image=tf.zeros([1, 8, 8, 1]))  # logits, probabilities, class_id
+{example}
 Serve it with TF Serving: docker run -p 8501:8501 -v "{path}:/models/digits/1" \\
     -e MODEL_NAME=digits tensorflow/serving"""
 
@@ -67,7 +65,7 @@ def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, output_dir: str 
     import keras
 
     import keras_logits
-    from keras_logits.serving import EXPORT_BACKENDS
+    from keras_logits.serving import EXPORT_BACKENDS, loading_example
 
     (x_train, y_train), (x_test, y_test) = load_digits(seed=seed)
     model = build_digits_cnn(seed=seed)
@@ -108,11 +106,12 @@ def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, output_dir: str 
         echo(f"Export skipped: SavedModel export needs the TensorFlow or JAX backend, this is "
              f"'{keras.backend.backend()}'. Run the demo with KERAS_BACKEND=tensorflow to export.")
         return DemoResult(model, exposed, accuracy, x_test, y_test, outputs, None)
-    echo(f"Exporting to {export_dir} with T = {scaler.temperature:.3f} baked in "
+    echo(f"Exporting to {export_dir} with T = {scaler.temperature_:.3f} baked in "
          "(verified in a fresh TensorFlow process)...")
     keras_logits.export(model, export_dir, overwrite=True, class_names=[str(d) for d in range(10)],
                         temperature=scaler)
-    echo(SERVING_HINT.format(path=os.path.abspath(export_dir)))
+    example = "\n".join(f"    {line}" for line in loading_example(export_dir).splitlines())
+    echo(SERVING_HINT.format(example=example, path=os.path.abspath(export_dir)))
     return DemoResult(model, exposed, accuracy, x_test, y_test, outputs, export_dir)
 
 
@@ -124,27 +123,18 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, echo=print):
     scaler = TemperatureScaling().fit(logits[:half], labels[:half])
     before = reliability_report(logits[half:], labels[half:], from_logits=True)
     after = reliability_report(scaler.transform(logits[half:]), labels[half:], from_logits=True)
-    echo(f"Temperature scaling: T = {scaler.temperature:.3f}, fitted on {half} held-out samples. "
+    echo(f"Temperature scaling: T = {scaler.temperature_:.3f}, fitted on {half} held-out samples. "
          f"On the other {len(logits) - half}: ECE {before.ece:.4f} -> {after.ece:.4f}, "
          f"NLL {before.nll:.4f} -> {after.nll:.4f}, accuracy {after.accuracy:.3f} (unchanged).")
     return scaler
 
 
 def format_table(outputs: dict, labels: Optional[np.ndarray], rows: int = 8) -> str:
-    """A plain-text table: label, predicted class, its logit and probability, top-1 margin."""
-    from keras_logits._class_ids import class_ids
+    """The first `rows` predictions with their label, logit, probability, log(p) and top-1 margin.
 
-    logits, probabilities = outputs["logits"], outputs["probabilities"]
-    predictions = class_ids(probabilities, "softmax")
-    header = f"{'sample':>6} {'label':>5} {'pred':>4} {'logit':>8} {'prob':>7} {'margin':>7} {'max log(p)':>10}"
-    lines = [header, "-" * len(header)]
-    for i in range(min(rows, len(logits))):
-        predicted = int(predictions[i])
-        top2 = np.sort(logits[i])[-2:]
-        label = "" if labels is None else str(int(labels[i]))
-        lines.append(
-            f"{i:>6} {label:>5} {predicted:>4} {logits[i, predicted]:>8.3f} "
-            f"{probabilities[i, predicted]:>7.4f} {top2[1] - top2[0]:>7.3f} "
-            f"{np.log(probabilities[i, predicted]):>10.4f}"
-        )
-    return "\n".join(lines)
+    The command line's prediction table (`keras-logits predict`), with a label column.
+    """
+    from keras_logits.cli._tables import prediction_table
+
+    return prediction_table(outputs["logits"][:rows], outputs["probabilities"][:rows],
+                            labels=None if labels is None else labels[:rows])

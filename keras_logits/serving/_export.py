@@ -7,22 +7,21 @@ import json
 import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import keras
 import numpy as np
 
-from keras_logits.serving import _graph as serving, _verification as verification
+from keras_logits._class_ids import RULES, class_ids
 from keras_logits._expose import ensure_exposed
-from keras_logits._files import process_alive
+from keras_logits._files import MOVED_ASIDE, remove_stale_temporaries, sibling
 from keras_logits._graph import all_layers, model_outputs
 from keras_logits.layers import Temperature
+from keras_logits.serving import _graph as serving, _verification as verification
 
 FORMATS = ("tf_saved_model", "onnx")
 MANIFEST = "keras_logits.json"
-_TEMPORARY, _BACKUP = "tmp", "old"
 
 
 def export(
@@ -112,9 +111,9 @@ def export(
     class_names = _check_class_names(class_names, head)
     graph = serving.serving_model(exposed, activation=head.activation, axis=head.axis)
     sample = sample_inputs(graph) if sample is None else _as_input_dict(graph, sample)
-    expected = serving.outputs_of(graph, sample) if process else None
+    expected = _expected_outputs(graph, sample, head) if process else None
 
-    staging = target.parent / f".{target.name}.{_TEMPORARY}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging = sibling(target)
     try:
         try:
             staging.mkdir()
@@ -129,7 +128,8 @@ def export(
             run = verification.run_consumer if process == "fresh_process" else verification.run_in_process
             actual = run(str(staging), format, sample)
             precision = _precision(graph)
-            differences = verification.compare(expected, actual, format, precision)
+            differences = verification.compare(expected, actual, format, precision, activation=head.activation,
+                                               axis=head.axis)
             checked = (differences, verification.tolerances(expected, precision), process,
                        time.perf_counter() - started)
         manifest = _manifest(graph, head, class_names, format, checked, len(next(iter(sample.values()))))
@@ -155,10 +155,46 @@ def read_manifest(path: Union[str, os.PathLike]) -> dict:
     return json.loads((Path(path) / MANIFEST).read_text())
 
 
+def loading_example(path: Union[str, os.PathLike]) -> str:
+    """Python that loads the SavedModel export at `path` with plain TensorFlow and calls it, for people to copy.
+
+    The inputs are zeros of the exported names, dtypes and shapes (free
+    dimensions 1 for the batch, `FREE_LENGTH` for the others).
+
+    Example:
+
+    >>> import keras_logits, pathlib
+    >>> print(loading_example(pathlib.Path(keras_logits.__file__).parents[1] / "saved_models" / "digits_cnn"))
+    import tensorflow as tf
+    serve = tf.saved_model.load("...digits_cnn").signatures["serving_default"]
+    outputs = serve(image=tf.zeros([1, 8, 8, 1], tf.float32))  # class_id, logits, probabilities
+    """
+    manifest = read_manifest(path)
+    if manifest["format"] != "tf_saved_model":
+        raise ValueError(f"'{path}' is an {manifest['format']} export; loading_example writes SavedModel code. "
+                         "Load an ONNX export with onnxruntime.InferenceSession(path/model.onnx).")
+    names = ", ".join(output["name"] for output in manifest["outputs"])
+    shapes = {spec["name"]: [1] + [FREE_LENGTH if size is None else size for size in spec["shape"][1:]]
+              for spec in manifest["inputs"]}
+    arguments = ", ".join(f"{name}=tf.zeros({shape}, tf.{spec['dtype']})"
+                          for (name, shape), spec in zip(shapes.items(), manifest["inputs"]))
+    return ("import tensorflow as tf\n"
+            f"serve = tf.saved_model.load(\"{Path(path).absolute()}\").signatures[\"{manifest['signature']}\"]\n"
+            f"outputs = serve({arguments})  # {names}")
+
+
+def _expected_outputs(graph, sample: dict, head) -> dict:
+    """What the export must serve for `sample`: the in-memory graph's outputs, class ids by the NumPy rule."""
+    expected = serving.outputs_of(graph, sample)
+    # Held to the rule itself rather than to the in-graph op that the export was converted from.
+    expected["class_id"] = class_ids(expected["probabilities"], head.activation, head.axis)
+    return expected
+
+
 def _check_target(target: Path, overwrite: bool) -> Path:
     target = target.expanduser().absolute()
     if target.parent.is_dir():
-        _remove_stale_siblings(target)
+        remove_stale_temporaries(target.parent, target=target.name)  # what a killed export left
     if target.is_file() or (target.exists() and not target.is_dir()):
         raise FileExistsError(
             f"Cannot export to '{target}': it is a file. Exports are directories; pass a new "
@@ -289,7 +325,7 @@ def _manifest(graph, head, class_names, format, checked, batch_size) -> dict:
             "layer": head.layer.name,
             "fused": head.fused,
             "path": list(head.path),
-            "class_id": "argmax" if head.activation == "softmax" else "probabilities >= 0.5",
+            "class_id": RULES[head.activation],
             "temperature": _temperature(graph),
         },
         "inputs": [{"name": _input_name(t), "shape": list(t.shape),
@@ -316,15 +352,13 @@ def _exported_dtype(name, tensor) -> str:
 
 def _precision(graph) -> float:
     """The verification tolerance of the lowest precision any layer of `graph` computes in."""
-    dtypes = {keras.backend.standardize_dtype(layer.compute_dtype)
-              for layer in all_layers(graph)}
+    dtypes = {keras.backend.standardize_dtype(layer.compute_dtype) for layer in all_layers(graph)}
     return max(verification.PRECISION.get(dtype, verification.PRECISION["float32"]) for dtype in dtypes | {"float32"})
 
 
 def _temperature(graph):
     """The calibration temperature baked into the graph, or None."""
-    values = [layer.temperature for layer in all_layers(graph)
-              if isinstance(layer, Temperature)]
+    values = [layer.temperature for layer in all_layers(graph) if isinstance(layer, Temperature)]
     return values[0] if len(values) == 1 else (values or None)
 
 
@@ -333,7 +367,7 @@ def _install(staging: Path, target: Path) -> None:
     if not target.exists():
         os.rename(staging, target)
         return
-    backup = target.parent / f".{target.name}.{_BACKUP}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    backup = sibling(target, MOVED_ASIDE)  # restored by the next export's clean-up if this process dies here
     os.rename(target, backup)
     try:
         os.rename(staging, target)
@@ -341,18 +375,3 @@ def _install(staging: Path, target: Path) -> None:
         os.rename(backup, target)
         raise
     shutil.rmtree(backup, ignore_errors=True)
-
-
-def _remove_stale_siblings(target: Path) -> None:
-    """Cleans what a killed export left: temp dirs are removed, a moved-aside export restored."""
-    for sibling in target.parent.glob(f".{target.name}.*-*-*"):
-        kind, _, rest = sibling.name[len(target.name) + 2:].partition("-")
-        pid = rest.split("-")[0]
-        # This process' own leftovers are stale too: its exports clean up before returning.
-        if kind not in (_TEMPORARY, _BACKUP) or not pid.isdigit() or (
-                int(pid) != os.getpid() and process_alive(int(pid))):
-            continue
-        if kind == _BACKUP and not target.exists():
-            os.rename(sibling, target)
-        else:
-            shutil.rmtree(sibling, ignore_errors=True)

@@ -1,7 +1,8 @@
 """The serving graph: the exposed outputs plus `class_id`, written as SavedModel or ONNX.
 
-TensorFlow is imported here, lazily, and nowhere else in the package, so that
-`import keras_logits` works on the JAX and torch backends. SavedModels are
+TensorFlow is imported lazily, here and in the other modules of
+`keras_logits.serving` only, so that `import keras_logits` works on the JAX and
+torch backends. SavedModels are
 written from the TensorFlow backend directly and from the JAX backend through
 Keras' `ExportArchive` (jax2tf; TensorFlow must be installed). ONNX needs the
 TensorFlow backend; the torch backend cannot write either.
@@ -16,7 +17,9 @@ import warnings
 
 import keras
 
+from keras_logits._class_ids import SIGMOID_THRESHOLD, check_activation
 from keras_logits._graph import model_inputs, model_outputs
+from keras_logits.serving._runtime import as_model_input
 
 ONNX_FILE = "model.onnx"
 ONNX_PACKAGES = ("tf2onnx", "onnx")
@@ -61,7 +64,7 @@ def require_packages(packages, extra: str, what: str) -> None:
 
 
 def serving_model(exposed, *, activation: str, axis: int):
-    """Adds `class_id` (int64 argmax, or a 0/1 vector at 0.5 for sigmoid) to the exposed outputs.
+    """Adds `class_id` (int64 argmax, or a 0/1 vector at 0.5 for sigmoid: `_class_ids`' rule) to the outputs.
 
     A single-input model takes its input as a tensor, not a list of one, so
     the exported `serve(x)` accepts a tensor as Keras' own `model.export` does.
@@ -95,26 +98,15 @@ def outputs_of(model, sample: dict) -> dict:
     >>> outputs_of(graph, {"x": np.ones((2, 4), "float32")})["class_id"].dtype
     dtype('int64')
     """
-    arrays = [_tensor(sample[tensor.name]) for tensor in model.inputs]
+    arrays = [as_model_input(sample[tensor.name]) for tensor in model.inputs]
     outputs = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
     result = {name: keras.ops.convert_to_numpy(value) for name, value in outputs.items()}
     result["class_id"] = result["class_id"].astype("int64")  # int32 from the JAX backend
     return result
 
 
-def _tensor(array):
-    """NumPy str arrays become TensorFlow string tensors (Keras has no string dtype of its own)."""
-    import numpy as np
-
-    if np.asarray(array).dtype.kind in "US":
-        import tensorflow as tf
-
-        return tf.constant(array)
-    return array
-
-
 class _ClassId(keras.layers.Layer):
-    """Class ids from probabilities: int64 on TensorFlow, int32 elsewhere (cast to int64 on export).
+    """Class ids from probabilities by `_class_ids`' rule: int64 on TensorFlow, int32 elsewhere (cast on export).
 
     `tf.argmax(..., output_type=tf.int64)` rather than `keras.ops.argmax` on
     TensorFlow: the latter exports a Bitcast node to ONNX that onnxruntime
@@ -124,7 +116,7 @@ class _ClassId(keras.layers.Layer):
 
     def __init__(self, activation: str, axis: int, **kwargs):
         super().__init__(**kwargs)
-        self.activation, self.axis = activation, axis
+        self.activation, self.axis = check_activation(activation), axis
         # Class ids end the serving graph: a padding mask stops here, on purpose and without a warning.
         self.supports_masking = True
 
@@ -134,12 +126,12 @@ class _ClassId(keras.layers.Layer):
     def call(self, probabilities):
         if keras.backend.backend() != "tensorflow":
             if self.activation == "sigmoid":
-                return keras.ops.cast(probabilities >= 0.5, "int32")
+                return keras.ops.cast(probabilities >= SIGMOID_THRESHOLD, "int32")
             return keras.ops.cast(keras.ops.argmax(probabilities, axis=self.axis), "int32")
         import tensorflow as tf
 
         if self.activation == "sigmoid":
-            return tf.cast(probabilities >= 0.5, tf.int64)
+            return tf.cast(probabilities >= SIGMOID_THRESHOLD, tf.int64)
         return tf.argmax(probabilities, axis=self.axis, output_type=tf.int64)
 
     def compute_output_spec(self, probabilities):

@@ -9,6 +9,9 @@ import tempfile
 
 import numpy as np
 
+from keras_logits._class_ids import undecided
+from keras_logits.serving._runtime import call_saved_model, load_saved_model
+
 # Runs in a fresh interpreter: plain TensorFlow or onnxruntime, no Keras, no keras_logits.
 _CONSUMER = r"""
 import os, sys
@@ -77,8 +80,13 @@ def run_consumer(export_dir: str, format: str, sample: dict, timeout: float = 60
             return {name: result[name] for name in result.files}
 
 
-def compare(expected: dict, actual: dict, format: str, precision: float = PRECISION["float32"]) -> dict:
-    """Raises when outputs differ beyond `tolerances(expected, precision)`; returns the max differences."""
+def compare(expected: dict, actual: dict, format: str, precision: float = PRECISION["float32"], *,
+            activation: str, axis: int = -1) -> dict:
+    """Raises when outputs differ beyond `tolerances(expected, precision)`; returns the max differences.
+
+    Class ids must be equal except where the head's rule (`activation` over
+    class axis `axis`) could go either way within the probabilities' tolerance.
+    """
     if sorted(actual) != sorted(expected):
         raise RuntimeError(f"the exported {format} has outputs {sorted(actual)}, expected {sorted(expected)}")
     limits, differences = tolerances(expected, precision), {}
@@ -91,7 +99,8 @@ def compare(expected: dict, actual: dict, format: str, precision: float = PRECIS
             )
         difference = float(np.abs(got.astype("float64") - want.astype("float64")).max(initial=0.0))
         differences[name] = difference
-        if difference > limits[name] and not (name.endswith("class_id") and _ties_only(expected, got)):
+        if difference > limits[name] and not (name.endswith("class_id") and
+                                              _ties_only(expected, got, activation, axis, precision)):
             raise RuntimeError(
                 f"the exported {format} output '{name}' differs from the in-memory model by "
                 f"{difference:.3g} (tolerance {limits[name]:.3g}); the export was not installed"
@@ -99,16 +108,13 @@ def compare(expected: dict, actual: dict, format: str, precision: float = PRECIS
     return differences
 
 
-def _ties_only(expected: dict, class_id: np.ndarray) -> bool:
-    """True when class ids differ only where the top two probabilities are within tolerance."""
+def _ties_only(expected: dict, class_id: np.ndarray, activation: str, axis: int, precision: float) -> bool:
+    """True when class ids differ only where the rule is undecided within the probabilities' tolerance."""
     probabilities = expected.get("probabilities")
-    if probabilities is None or class_id.ndim != probabilities.ndim - 1:
+    if probabilities is None:
         return False
-    from keras_logits._class_ids import top_k
-
     mismatched = class_id != expected["class_id"]
-    _, top_two = top_k(probabilities, 2)
-    return bool(np.all((top_two[..., 0] - top_two[..., 1])[mismatched] <= 1e-5))
+    return bool(np.all(undecided(probabilities, activation, axis, tolerance=precision)[mismatched]))
 
 
 def run_in_process(export_dir: str, format: str, sample: dict) -> dict:
@@ -119,10 +125,7 @@ def run_in_process(export_dir: str, format: str, sample: dict) -> dict:
     export loads without what this process imported.
     """
     if format == "tf_saved_model":
-        import tensorflow as tf
-
-        serve = tf.saved_model.load(export_dir).signatures["serving_default"]
-        return {name: value.numpy() for name, value in serve(**{k: tf.constant(v) for k, v in sample.items()}).items()}
+        return call_saved_model(load_saved_model(export_dir), sample)
     import onnxruntime
 
     session = onnxruntime.InferenceSession(os.path.join(export_dir, "model.onnx"), providers=["CPUExecutionProvider"])

@@ -26,9 +26,9 @@ def test_demo_trains_exposes_prints_a_table_and_exports(tmp_path):
     assert "Head found: softmax (fused into Dense 'classifier')" in out
     accuracy = float(re.search(r"Test accuracy ([0-9.]+)", out).group(1))
     assert accuracy > 0.7
-    rows = [line.split() for line in out.splitlines() if re.match(r"^\s+\d+\s+\d+\s+\d+\s", line)]
-    assert len(rows) == 5
-    for _, _, _, logit, probability, margin, log_probability in rows:
+    rows = [line.split() for line in out.splitlines() if re.match(r"^\s+\d+\s+\d+\s+1\s+\d+\s", line)]
+    assert len(rows) == 5  # sample, label, rank 1, class, logit, probability, log(p), margin
+    for _, _, _, _, logit, probability, log_probability, margin in rows:
         assert 0 < float(probability) <= 1 and float(margin) >= 0
         assert abs(float(log_probability) - __import__("math").log(float(probability))) < 2e-3
     calibration = re.search(r"Temperature scaling: T = ([0-9.]+).*ECE ([0-9.]+) -> ([0-9.]+), "
