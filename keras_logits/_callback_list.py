@@ -37,6 +37,34 @@ def calling_callback_list(logger) -> Optional[keras.callbacks.CallbackList]:
     return None
 
 
+class ProbeFirst(keras.callbacks.Callback):
+    """First in Keras' callback list: calls `before_epoch_end(epoch, logs)` before any callback reads the logs."""
+
+    def __init__(self, before_epoch_end):
+        super().__init__()
+        self._before_epoch_end = before_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._before_epoch_end(epoch, logs)
+
+
+def put_first(callback_list: keras.callbacks.CallbackList, before_epoch_end) -> ProbeFirst:
+    """Puts a `ProbeFirst` calling `before_epoch_end` at the front of `callback_list` (replacing an earlier one).
+
+    Keras runs callbacks in list order with one shared `logs` dict and has no
+    hook between the last step and the first `on_epoch_end`. The list object
+    is replaced, not changed, so the loop now running continues unaffected.
+    """
+    front = ProbeFirst(before_epoch_end)
+    callback_list.callbacks = [front] + [c for c in callback_list.callbacks if not isinstance(c, ProbeFirst)]
+    return front
+
+
+def take_out(callback_list: keras.callbacks.CallbackList, front: Optional[ProbeFirst]) -> None:
+    """Removes `front` from `callback_list`, leaving the list as it was before `put_first`."""
+    callback_list.callbacks = [c for c in callback_list.callbacks if c is not front]
+
+
 def compiled_metric_directions(model) -> dict:
     """`{"<output>_<metric>": "min"/"max"}` for the compiled metrics that declare `_direction`, per output.
 

@@ -9,10 +9,31 @@ import numpy as np
 
 from keras_logits._distribution import (batch_multiple, is_distributed, predict_across_processes, process_count,
                                        take_rows)
-from keras_logits._expose import LOGITS, PROBABILITIES
+from keras_logits._expose import LOGITS, PROBABILITIES, ensure_exposed
 from keras_logits._graph import model_inputs, model_outputs
 
 MASK = "mask"
+
+
+def logged_model(model, *, head=None, activation=None) -> tuple:
+    """`(classifier, its exposed model, head)`: `model`, or the student of a `keras.distillation.Distiller`.
+
+    A Distiller's `call` is its student's; its teacher is frozen. The probe
+    runs the student (exposed: it shares the student's weights).
+    """
+    distiller = getattr(getattr(keras, "distillation", None), "Distiller", None)
+    if distiller is None or not isinstance(model, distiller):
+        return (model, *ensure_exposed(model, head=head, activation=activation))
+    student = model.student
+    try:
+        return (student, *ensure_exposed(student, head=head, activation=activation))
+    except (ValueError, TypeError) as error:
+        raise type(error)(
+            f"LogitsLogger on Distiller '{model.name}' logs its student '{student.name}', which it cannot "
+            f"expose: {error} (For a student that outputs logits, build it with "
+            "keras_logits.logits_model(classifier), which records its activation, or pass "
+            "LogitsLogger(activation='softmax' or 'sigmoid').)"
+        ) from None
 
 
 def build_probe_model(classifier, exposed, head, model_name: str):

@@ -10,18 +10,15 @@ from typing import Optional, Union
 import keras
 import numpy as np
 
-from keras_logits import _snapshots as snapshot_files
-from keras_logits._callback_list import calling_callback_list, compiled_metric_directions, set_monitor_directions
-from keras_logits._csv_log import CsvLog
+from keras_logits._callback_list import (calling_callback_list, compiled_metric_directions, put_first,
+                                         set_monitor_directions, take_out)
 from keras_logits._distribution import is_chief
-from keras_logits._expose import LOGITS, PROBABILITIES, ensure_exposed
-from keras_logits._files import remove_stale_temporaries
+from keras_logits._expose import LOGITS
 from keras_logits._graph import model_outputs
+from keras_logits._log_files import LogFiles
 from keras_logits._probe import check_probe_labels, load_probe
-from keras_logits._probe_runner import MASK, build_probe_model, predict_probe
-from keras_logits._runs import RUN_DIRECTORY, has_events, run_directory
-from keras_logits._tensorboard_events import EventWriter, histogram_sample, require_tensorboard
-from keras_logits._writer_thread import WriterThread
+from keras_logits._probe_runner import MASK, build_probe_model, logged_model, predict_probe
+from keras_logits._tensorboard_events import require_tensorboard
 from keras_logits.checks import ModelCheckWarning, check_model
 from keras_logits.statistics import summarize
 
@@ -222,7 +219,7 @@ class LogitsLogger(keras.callbacks.Callback):
         self.run: Optional[str] = None
         self.snapshot_dir: Optional[Path] = None
         self.stop_reason: Optional[str] = None
-        self._events = self._csv = self._snapshots = self._writes = self._guarded = None
+        self._files = self._guarded = None
         self._first_epoch: Optional[int] = None
         self._steps = 0
         self._callback_list = None
@@ -233,7 +230,7 @@ class LogitsLogger(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         callback_list = calling_callback_list(self)
         self._finish()  # a fit that raised outside a step leaves its writes to the next one
-        self._classifier, self._exposed, head = self._expose_logged_model(self.model)
+        self._classifier, self._exposed, head = logged_model(self.model, head=self.head, activation=self.activation)
         self._activation = head.activation
         self._feed, self._labels, self._count = load_probe(self.probe, self._exposed)
         self._probe_model = build_probe_model(self._classifier, self._exposed, head, self.model.name)
@@ -248,34 +245,17 @@ class LogitsLogger(keras.callbacks.Callback):
             if self.check:
                 for finding in check_model(self.model):
                     warnings.warn(str(finding), ModelCheckWarning, stacklevel=2)
-            for directory in (self.log_dir, self._snapshot_parent(), self.csv_path and self.csv_path.parent):
-                if directory is not None:
-                    _check_writable(Path(directory))
-                    remove_stale_temporaries(directory)  # left by a process killed mid-write
-            self._csv = None if self.csv_path is None else CsvLog(self.csv_path)
-            self._writes = WriterThread()
+            self._files = LogFiles(
+                log_dir=self.log_dir, csv_path=self.csv_path, snapshot_parent=self._snapshot_parent(),
+                shared_snapshots=self.snapshots is not True, activation=self._activation, labels=self._labels,
+                ignore_class=self.ignore_class, histograms=self.histograms,
+                max_histogram_values=self.max_histogram_values,
+                snapshot_options=dict(dtype=self.snapshot_dtype, compress=self.compress_snapshots,
+                                      max_bytes=self.max_snapshot_bytes, keep_last=self.keep_last,
+                                      keep_every=self.keep_every))
             self._guard_train_function()
         self._first_epoch = None
         self._probed = None
-
-    def _expose_logged_model(self, model) -> tuple:
-        """`(classifier, its exposed model, head)`: `model`, or the student of a `keras.distillation.Distiller`.
-
-        A Distiller's `call` is its student's; its teacher is frozen. The
-        probe runs the student (exposed: it shares the student's weights).
-        """
-        if not _is_distiller(model):
-            return (model, *ensure_exposed(model, head=self.head, activation=self.activation))
-        student = model.student
-        try:
-            return (student, *ensure_exposed(student, head=self.head, activation=self.activation))
-        except (ValueError, TypeError) as error:
-            raise type(error)(
-                f"LogitsLogger on Distiller '{model.name}' logs its student '{student.name}', which it cannot "
-                f"expose: {error} (For a student that outputs logits, build it with "
-                "keras_logits.logits_model(classifier), which records its activation, or pass "
-                "LogitsLogger(activation='softmax' or 'sigmoid').)"
-            ) from None
 
     def _snapshot_parent(self) -> Optional[Path]:
         if self.snapshots is False or self.snapshots is None:
@@ -289,34 +269,33 @@ class LogitsLogger(keras.callbacks.Callback):
         return None
 
     def _join_callback_list(self, callback_list):
-        """Puts a probe step at the front of Keras' callback list, so every callback sees the probe values.
+        """Runs the probe first at epoch end (`_callback_list.ProbeFirst`), so every callback sees its values.
 
-        Keras runs callbacks in list order with one shared `logs` dict, and has
-        no hook between the last step and the first `on_epoch_end`. The list
-        object is replaced, not changed, so the loop now running continues
-        unaffected. Fallback: called from no `CallbackList` (a hand-written
-        loop, a wrapping callback, an interpreter without frame access), the
-        probe runs at this callback's own `on_epoch_end`; callbacks that run
-        before it do not see the probe values, which one warning at train
-        begin says.
+        Fallback: called from no `CallbackList` (a hand-written loop, a
+        wrapping callback, an interpreter without frame access), the probe
+        runs at this callback's own `on_epoch_end`, which one warning says.
         """
+        self._callback_list = callback_list
         if callback_list is None:
-            self._callback_list = None
             warnings.warn(
                 "LogitsLogger was not started by a Keras CallbackList (fit/evaluate's), so it cannot run its probe "
                 "before the other callbacks: those that run before it at epoch end (an EarlyStopping, "
                 "ModelCheckpoint, CSVLogger, ...) do not see the probe_logits_* values. Run it before them.",
                 RuntimeWarning, stacklevel=3)
             return
-        self._callback_list = callback_list
-        self._front = _ProbeFirst(self)
-        callback_list.callbacks = [self._front] + [c for c in callback_list.callbacks
-                                                   if not isinstance(c, _ProbeFirst)]
+        self._front = put_first(callback_list, self._before_epoch_end)
         self._set_monitor_directions()
-        for callback in callback_list.callbacks:
-            if (isinstance(callback, keras.callbacks.TensorBoard) and self.log_dir is not None
-                    and Path(callback.log_dir).resolve() == self.log_dir.resolve()):
-                self._keras_tensorboard = True
+        self._keras_tensorboard = self.log_dir is not None and any(
+            isinstance(callback, keras.callbacks.TensorBoard)
+            and Path(callback.log_dir).resolve() == self.log_dir.resolve() for callback in callback_list.callbacks)
+
+    def _before_epoch_end(self, epoch, logs):
+        if self._first_epoch is None:
+            self.on_epoch_begin(epoch)
+        # Compiled metrics are built by the first step (on torch after on_train_begin): read their directions
+        # now, before any monitoring callback sets its own on its first epoch end.
+        self._set_monitor_directions()
+        self._probe(epoch, logs)
 
     def _set_monitor_directions(self):
         """Gives every `mode="auto"` monitoring callback in the list the direction of the value it watches."""
@@ -333,32 +312,16 @@ class LogitsLogger(keras.callbacks.Callback):
         if self._first_epoch is not None:
             return
         self._first_epoch = epoch
-        if not self._chief:
-            return
-        if self.log_dir is not None:
-            self.run_dir = run_directory(self.log_dir / RUN_DIRECTORY, epoch, has_events)
-            self._events = EventWriter(str(self.run_dir))
-        run = self.run_dir.name if self.run_dir is not None else None
-        self.run = self._csv.start(epoch, run) if self._csv is not None else (run or RUN_DIRECTORY)
-        parent = self._snapshot_parent()
-        if parent is not None:
-            if self.snapshots is True and self.run_dir is not None:
-                self.snapshot_dir = self.run_dir / "snapshots"
-            else:  # a directory shared by runs: a new run gets `<dir>_2`, ... rather than deleting the last's
-                base = parent if self.snapshots is not True else parent / f"{self.csv_path.stem}_snapshots"
-                self.snapshot_dir = run_directory(base, epoch, lambda d: bool(snapshot_files.snapshot_epochs(d)))
-            self._snapshots = snapshot_files.SnapshotWriter(
-                self.snapshot_dir, activation=self._activation, dtype=self.snapshot_dtype,
-                compress=self.compress_snapshots, max_bytes=self.max_snapshot_bytes, keep_last=self.keep_last,
-                keep_every=self.keep_every)
-            snapshot_files.prune(self.snapshot_dir, from_epoch=epoch)
+        if self._files is not None:
+            self._files.start(epoch)
+            self.run_dir, self.run, self.snapshot_dir = self._files.run_dir, self._files.run, self._files.snapshot_dir
 
     def on_train_batch_begin(self, batch, logs=None):
         # Not a batch *end* hook, so Keras' async dispatch stays on; the count is per epoch, whatever the batch
         # numbering (steps_per_execution).
         self._steps += 1
-        if self._steps == DURABLE_BY_STEP and self._writes is not None and self._writes.pending:
-            self._writes.wait()
+        if self._steps == DURABLE_BY_STEP and self._files is not None:
+            self._files.wait_if_pending()
 
     def _should_probe(self, epoch) -> bool:
         return epoch == self._first_epoch or (epoch + 1) % self.every_n_epochs == 0
@@ -388,37 +351,14 @@ class LogitsLogger(keras.callbacks.Callback):
             self.on_epoch_begin(epoch)
         result = self._probe(epoch, logs)
         values = {key: float(value) for key, value in logs.items() if np.ndim(value) == 0}
-        if self._chief:
-            self._write(epoch, values, None if result is None else result[0])
+        if self._files is not None:
+            if result is None:  # no probe this epoch: no NaN points in TensorBoard
+                values = {key: value for key, value in values.items() if not key.startswith(PROBE_PREFIX)}
+            # Keras' TensorBoard callback on the same log_dir already has the epoch's logs.
+            scalars = {k: v for k, v in values.items() if k.startswith(PROBE_PREFIX) or not self._keras_tensorboard}
+            self._files.write(epoch, values, None if result is None else result[0], scalars=scalars)
         if result is not None:
             self._maybe_stop(epoch, result[1], values)
-
-    def _write(self, epoch, values, outputs):
-        """Queues the epoch's TensorBoard event, CSV rewrite and snapshot on the writer thread, in that order."""
-        if outputs is None:  # no probe this epoch: no NaN points in TensorBoard
-            values = {key: value for key, value in values.items() if not key.startswith(PROBE_PREFIX)}
-        writes, events, snapshots, labels = [], self._events, self._snapshots, self._labels
-        if events is not None:
-            # Keras' TensorBoard callback on the same log_dir already has the epoch's logs.
-            scalars = {k: v for k, v in values.items() if k.startswith(PROBE_PREFIX)} if self._keras_tensorboard \
-                else values
-            writes.append(lambda: events.write(step=epoch, scalars=scalars,
-                                                     histograms=self._histograms(outputs)))
-        if self._csv is not None:
-            writes.append(self._csv.add(epoch, values))
-        if snapshots is not None and outputs is not None:
-            writes.append(lambda: snapshots.write(epoch, outputs[LOGITS], labels, outputs.get(MASK)))
-        self._writes.wait()  # the previous epoch's, normally done long ago: one epoch in flight at most
-        for write in writes:
-            self._writes.submit(write)
-
-    def _histograms(self, outputs) -> dict:
-        if not self.histograms or outputs is None:
-            return {}
-        logits, probabilities = histogram_sample(outputs[LOGITS], outputs[PROBABILITIES], mask=outputs.get(MASK),
-                                                 labels=self._labels, ignore_class=self.ignore_class,
-                                                 max_values=self.max_histogram_values)
-        return {PROBE_PREFIX + LOGITS: logits, PROBE_PREFIX + PROBABILITIES: probabilities}
 
     def _maybe_stop(self, epoch, summary, epoch_values):
         if not self.stop_on_nonfinite:
@@ -469,52 +409,13 @@ class LogitsLogger(keras.callbacks.Callback):
                 self.model.train_function = function
             self._guarded = None
         if self._callback_list is not None:
-            # A CallbackList passed to fit() by the user outlives this fit: leave it as it was.
-            self._callback_list.callbacks = [c for c in self._callback_list.callbacks if c is not self._front]
+            take_out(self._callback_list, self._front)  # a CallbackList the user passed to fit() outlives it
             self._callback_list = None
-        writes, events = self._writes, self._events
-        self._writes = self._events = None
+        files, self._files = self._files, None
         try:
-            if writes is not None:
-                writes.close()
+            if files is not None:
+                files.close()
         except Exception as error:
             if not quiet:
                 raise
             warnings.warn(f"LogitsLogger could not write its files: {error}", RuntimeWarning, stacklevel=3)
-        finally:
-            if events is not None:
-                events.close()
-
-
-class _ProbeFirst(keras.callbacks.Callback):
-    """First in Keras' callback list: puts the probe values into the epoch logs before any callback reads them."""
-
-    def __init__(self, logger: LogitsLogger):
-        super().__init__()
-        self._logger = logger
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self._logger._first_epoch is None:
-            self._logger.on_epoch_begin(epoch)
-        # Compiled metrics are built by the first step (on torch after on_train_begin): read their directions
-        # now, before any monitoring callback sets its own on its first epoch end.
-        self._logger._set_monitor_directions()
-        self._logger._probe(epoch, logs)
-
-
-def _is_distiller(model) -> bool:
-    distiller = getattr(getattr(keras, "distillation", None), "Distiller", None)
-    return distiller is not None and isinstance(model, distiller)
-
-
-def _check_writable(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe_file = directory / f".keras-logits-write-check-{os.getpid()}"
-        probe_file.write_bytes(b"")
-        probe_file.unlink()
-    except OSError as error:
-        raise PermissionError(
-            f"LogitsLogger cannot write to '{directory}' ({error.strerror or error}). Pass a directory "
-            "you can write to."
-        ) from None
