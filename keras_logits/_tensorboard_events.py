@@ -8,10 +8,17 @@ come out the same on the TensorFlow, JAX and torch backends.
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import os
+import socket
 import time
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+
+_UIDS = itertools.count()  # two writers started in one process within a second never share a file name
 
 
 def require_tensorboard(what: str = "LogitsLogger(log_dir=...)") -> None:
@@ -68,9 +75,17 @@ class EventWriter:
     """
 
     def __init__(self, log_dir: str, *, bins: int = 30):
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        # TensorBoard's own EventFileWriter reaches files through `tensorboard.compat.tf`, which imports
+        # TensorFlow wherever it is installed (seconds, and memory, on JAX or torch): a plain file and
+        # TensorBoard's record framing write the same file without it.
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
-        self._writer = EventFileWriter(str(log_dir), flush_secs=5)
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_UIDS)}"
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        self._writer = RecordWriter(open(Path(log_dir) / name, "ab"))
+        self._writer.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        self._writer.flush()
         self._bins = bins
 
     def write(self, *, step: int, scalars: dict, histograms: dict) -> None:
@@ -79,7 +94,7 @@ class EventWriter:
         values = [summary_pb2.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in scalars.items()]
         values += [summary_pb2.Summary.Value(tag=tag, histo=self._histogram(data)) for tag, data in histograms.items()]
         event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
-        self._writer.add_event(event)
+        self._writer.write(event.SerializeToString())
         self._writer.flush()
 
     def _histogram(self, data):
@@ -98,4 +113,5 @@ class EventWriter:
         )
 
     def close(self) -> None:
-        self._writer.close()
+        if not self._writer.closed:
+            self._writer.close()

@@ -142,10 +142,20 @@ def test_writes_still_queued_when_the_interpreter_exits_are_written(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_importing_the_logger_on_jax_or_torch_imports_neither_tensorflow_nor_tensorboard(backend):
+def test_logging_to_tensorboard_on_jax_or_torch_imports_neither_tensorflow_nor_its_start_up(backend, tmp_path):
     pytest.importorskip(backend)
-    script = "import sys, keras_logits.callbacks\nprint('tensorflow' in sys.modules, 'tensorboard' in sys.modules)"
+    script = (
+        "import sys, keras, numpy as np, keras_logits.callbacks\n"
+        "imported = ('tensorflow' in sys.modules, 'tensorboard' in sys.modules)\n"
+        "model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation='softmax')])\n"
+        "model.compile(optimizer='sgd', loss='sparse_categorical_crossentropy')\n"
+        "x, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])\n"
+        f"logger = keras_logits.callbacks.LogitsLogger((x, y), log_dir={str(tmp_path)!r})\n"
+        "model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])\n"
+        "print(*imported, 'tensorflow' in sys.modules)\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "KERAS_BACKEND": backend})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "False False"
+    assert done.stdout.strip().splitlines()[-1] == "False False False"
+    assert list((tmp_path / "keras_logits").glob("events.out.tfevents.*"))
