@@ -66,6 +66,37 @@ def build_probe_model(classifier, exposed, head, model_name: str):
     return keras.Model(model_inputs(exposed), {LOGITS: logits, PROBABILITIES: outputs[PROBABILITIES], MASK: mask})
 
 
+class ProbeForward:
+    """The probe's forward pass, built once per fit; calling it returns the outputs as NumPy.
+
+    On JAX (one process, no distribution) it is a `jax.jit` of the model's
+    `stateless_call` over the current variable values: no per-call state
+    gathering and write-back as in `predict_on_batch`, and one device-to-host
+    copy of all chunks. Elsewhere it is `predict_probe`.
+    """
+
+    def __init__(self, model, feed, count: int, batch_size: int):
+        self._model, self._feed, self._count, self._batch_size = model, feed, count, batch_size
+        self._jitted = None
+        if keras.backend.backend() == "jax" and process_count() == 1 and not is_distributed(model):
+            import jax
+
+            self._jitted = jax.jit(lambda trainable, non_trainable, x: model.stateless_call(
+                trainable, non_trainable, x, training=False)[0])
+
+    def __call__(self) -> dict:
+        if self._jitted is None:
+            return predict_probe(self._model, self._feed, self._count, self._batch_size)
+        import jax
+
+        trainable = [variable.value for variable in self._model.trainable_variables]
+        non_trainable = [variable.value for variable in self._model.non_trainable_variables]
+        chunks = jax.device_get([self._jitted(trainable, non_trainable, take_rows(self._feed, start,
+                                                                                   start + self._batch_size))
+                                 for start in range(0, self._count, self._batch_size)])
+        return {key: np.concatenate([np.asarray(chunk[key]) for chunk in chunks]) for key in chunks[0]}
+
+
 def predict_probe(model, feed, count: int, batch_size: int) -> dict:
     """One compiled forward pass over the probe, in fixed-size chunks, as NumPy: one host copy per output.
 

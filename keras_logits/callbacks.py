@@ -17,7 +17,7 @@ from keras_logits._expose import LOGITS
 from keras_logits._graph import model_outputs
 from keras_logits._log_files import LogFiles
 from keras_logits._probe import check_probe_labels, load_probe
-from keras_logits._probe_runner import MASK, build_probe_model, logged_model, predict_probe
+from keras_logits._probe_runner import MASK, ProbeForward, build_probe_model, logged_model
 from keras_logits._tensorboard_events import require_tensorboard
 from keras_logits.checks import ModelCheckWarning, check_model
 from keras_logits.statistics import summarize
@@ -234,6 +234,7 @@ class LogitsLogger(keras.callbacks.Callback):
         self._activation = head.activation
         self._feed, self._labels, self._count = load_probe(self.probe, self._exposed)
         self._probe_model = build_probe_model(self._classifier, self._exposed, head, self.model.name)
+        self._forward = ProbeForward(self._probe_model, self._feed, self._count, self.batch_size)
         check_probe_labels(self._labels, tuple(model_outputs(self._exposed)[LOGITS].shape[1:]), self._activation,
                            ignore_class=self.ignore_class, model_name=self.model.name)
         dummy = np.zeros((1, 2 if self._activation == "softmax" else 1))
@@ -332,7 +333,7 @@ class LogitsLogger(keras.callbacks.Callback):
             return self._probed[1]
         result = None
         if self._should_probe(epoch):
-            outputs = predict_probe(self._probe_model, self._feed, self._count, self.batch_size)
+            outputs = self._forward()
             summary = summarize(outputs[LOGITS], self._labels, activation=self._activation, mask=outputs.get(MASK),
                                 ignore_class=self.ignore_class)
             result = (outputs, summary)
