@@ -159,3 +159,17 @@ def test_logging_to_tensorboard_on_jax_or_torch_imports_neither_tensorflow_nor_i
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False False False"
     assert list((tmp_path / "keras_logits").glob("events.out.tfevents.*"))
+
+
+def test_a_probe_of_fractional_ids_for_an_integer_input_is_refused_at_train_begin(tmp_path):
+    """The probe gets the CLI's input check (`_probe.check_input`): ids are never rounded through floats."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,), dtype="int32", name="ids"), keras.layers.Embedding(10, 3),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    ids = np.arange(32).reshape(8, 4) % 10
+    logger = LogitsLogger((ids + 0.5, np.zeros(8)), csv_path=tmp_path / "log.csv")
+    with pytest.raises(ValueError, match=r"takes integer \(int32\) inputs, but LogitsLogger probe input 'ids' holds "
+                                         r"fractional"):
+        model.fit(ids, np.zeros(8), epochs=1, verbose=0, callbacks=[logger])
+    assert not (tmp_path / "log.csv").exists()
