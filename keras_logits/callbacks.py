@@ -10,8 +10,8 @@ from typing import Optional, Union
 import keras
 import numpy as np
 
-from keras_logits._callback_list import (calling_callback_list, compiled_metric_directions, put_first,
-                                         set_monitor_directions, take_out)
+from keras_logits._callback_list import (calling_callback_list, compiled_metric_directions, guard_train_function,
+                                         put_first, set_monitor_directions, take_out)
 from keras_logits._distribution import is_chief
 from keras_logits._expose import LOGITS
 from keras_logits._graph import model_outputs
@@ -134,8 +134,8 @@ class LogitsLogger(keras.callbacks.Callback):
         stop_on_nonfinite: Stop training when the probe or the epoch's
             `nonfinite` metric saw NaN/inf logits.
         batch_size: Probe prediction batch size. The default predicts a probe of up to
-            1024 samples in one call: each call pays a fixed cost (on JAX it gathers
-            the whole model state), so fewer, larger calls are cheaper.
+            1024 samples in one call: each call pays a fixed cost, so fewer, larger calls
+            are cheaper.
         head: Output name of the classification head on a model with several.
         activation: `"softmax"` or `"sigmoid"` for a model that outputs logits
             nobody recorded (a Dense without activation at the end, a KerasHub
@@ -219,7 +219,7 @@ class LogitsLogger(keras.callbacks.Callback):
         self.run: Optional[str] = None
         self.snapshot_dir: Optional[Path] = None
         self.stop_reason: Optional[str] = None
-        self._files = self._guarded = None
+        self._files = self._unguard = None
         self._first_epoch: Optional[int] = None
         self._steps = 0
         self._callback_list = None
@@ -254,7 +254,7 @@ class LogitsLogger(keras.callbacks.Callback):
                 snapshot_options=dict(dtype=self.snapshot_dtype, compress=self.compress_snapshots,
                                       max_bytes=self.max_snapshot_bytes, keep_last=self.keep_last,
                                       keep_every=self.keep_every))
-            self._guard_train_function()
+            self._unguard = guard_train_function(self.model, lambda: self._finish(quiet=True))
         self._first_epoch = None
         self._probed = None
 
@@ -380,35 +380,11 @@ class LogitsLogger(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._finish()
 
-    def _guard_train_function(self):
-        """Wraps the model's train function so that a step that raises first finishes this logger's files.
-
-        Keras 3 calls `on_train_end` only when `fit` succeeds and gives
-        callbacks no `finally`; the train function (built before
-        `on_train_begin` on every backend) is where an error or a
-        `KeyboardInterrupt` surfaces. Restored by `_finish`.
-        """
-        function = getattr(self.model, "train_function", None)
-        if function is None:
-            return
-
-        def guarded(*args, **kwargs):
-            try:
-                return function(*args, **kwargs)
-            except BaseException:
-                self._finish(quiet=True)
-                raise
-
-        self.model.train_function = guarded
-        self._guarded = (function, guarded)
-
     def _finish(self, quiet: bool = False):
         """Writes what is queued, closes the files, and leaves the model and callback list as they were."""
-        if self._guarded is not None:
-            function, guarded = self._guarded
-            if getattr(self.model, "train_function", None) is guarded:
-                self.model.train_function = function
-            self._guarded = None
+        unguard, self._unguard = self._unguard, None
+        if unguard is not None:
+            unguard()
         if self._callback_list is not None:
             take_out(self._callback_list, self._front)  # a CallbackList the user passed to fit() outlives it
             self._callback_list = None
