@@ -9,7 +9,7 @@ place, each with a fallback.
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 import keras
 
@@ -35,6 +35,61 @@ def calling_callback_list(logger) -> Optional[keras.callbacks.CallbackList]:
             return candidate
         frame = frame.f_back
     return None
+
+
+class ProbeFirst(keras.callbacks.Callback):
+    """First in Keras' callback list: calls `before_epoch_end(epoch, logs)` before any callback reads the logs."""
+
+    def __init__(self, before_epoch_end):
+        super().__init__()
+        self._before_epoch_end = before_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._before_epoch_end(epoch, logs)
+
+
+def put_first(callback_list: keras.callbacks.CallbackList, before_epoch_end) -> ProbeFirst:
+    """Puts a `ProbeFirst` calling `before_epoch_end` at the front of `callback_list` (replacing an earlier one).
+
+    Keras runs callbacks in list order with one shared `logs` dict and has no
+    hook between the last step and the first `on_epoch_end`. The list object
+    is replaced, not changed, so the loop now running continues unaffected.
+    """
+    front = ProbeFirst(before_epoch_end)
+    callback_list.callbacks = [front] + [c for c in callback_list.callbacks if not isinstance(c, ProbeFirst)]
+    return front
+
+
+def take_out(callback_list: keras.callbacks.CallbackList, front: Optional[ProbeFirst]) -> None:
+    """Removes `front` from `callback_list`, leaving the list as it was before `put_first`."""
+    callback_list.callbacks = [c for c in callback_list.callbacks if c is not front]
+
+
+def guard_train_function(model, on_error: Callable[[], None]) -> Optional[Callable[[], None]]:
+    """Wraps `model.train_function` so that a step that raises calls `on_error()` first; returns the undo.
+
+    Keras 3 calls `on_train_end` only when `fit` succeeds and gives callbacks
+    no `finally`; the train function (built before `on_train_begin` on every
+    backend) is where an error or a `KeyboardInterrupt` in a step surfaces.
+    None when the model has no train function yet (a callback driven by hand).
+    """
+    function = getattr(model, "train_function", None)
+    if function is None:
+        return None
+
+    def guarded(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except BaseException:
+            on_error()
+            raise
+
+    def undo():
+        if getattr(model, "train_function", None) is guarded:
+            model.train_function = function
+
+    model.train_function = guarded
+    return undo
 
 
 def compiled_metric_directions(model) -> dict:

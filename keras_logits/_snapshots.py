@@ -91,3 +91,58 @@ def prune(directory: Union[str, os.PathLike], *, keep_last: Optional[int] = None
     for epoch in dropped:
         (directory / snapshot_name(epoch)).unlink(missing_ok=True)
     return dropped
+
+
+class SnapshotWriter:
+    """Writes one run's per-epoch snapshots into `directory` and applies its keep policy after each.
+
+    Example:
+
+    >>> import tempfile, numpy as np
+    >>> writer = SnapshotWriter(tempfile.mkdtemp(), activation="softmax", keep_last=1)
+    >>> for epoch in range(3):
+    ...     writer.write(epoch, np.zeros((4, 3), "float32"), labels=np.array([0, 1, 2, 0]))
+    >>> snapshot_epochs(writer.directory)
+    [2]
+    """
+
+    def __init__(self, directory: Union[str, os.PathLike], *, activation: str, dtype: str = "float32",
+                 compress: bool = False, max_bytes: Optional[int] = None, keep_last: Optional[int] = None,
+                 keep_every: Optional[int] = None):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._activation = activation
+        self._dtype = dtype
+        self._compress = compress
+        self._max_bytes = max_bytes
+        self._keep = {"keep_last": keep_last, "keep_every": keep_every}
+
+    def write(self, epoch: int, logits: np.ndarray, labels: Optional[np.ndarray] = None, mask=None) -> None:
+        """Writes `epoch_NNNN.npz` (logits, labels, mask; a fixed sample of positions under `max_bytes`)."""
+        classes = logits.shape[-1]
+        flat = logits.reshape(-1, classes)
+        chosen = position_sample(len(flat), classes * np.dtype(self._dtype).itemsize, self._max_bytes)
+        arrays = {"epoch": np.asarray(epoch), "activation": np.asarray(self._activation)}
+        if chosen is None:
+            arrays["logits"] = logits.astype(self._dtype)
+        else:
+            arrays["logits"] = flat[chosen].astype(self._dtype)
+            arrays["positions"] = chosen
+            if labels is not None:
+                labels = _per_position(labels, flat.shape[0], classes)[chosen]
+            if mask is not None:
+                mask = np.asarray(mask).reshape(-1)[chosen]
+        if labels is not None:
+            arrays["labels"] = labels
+        if mask is not None:
+            arrays["mask"] = np.asarray(mask, dtype=bool)
+        write_snapshot(self.directory / snapshot_name(epoch), arrays, compress=self._compress)
+        prune(self.directory, **self._keep)
+
+
+def _per_position(labels, positions: int, classes: int) -> np.ndarray:
+    """Labels as one row per position: `(P,)` class ids or `(P, classes)`, to store beside sampled logits."""
+    labels = np.asarray(labels)
+    if labels.size == positions * classes and classes > 1:
+        return labels.reshape(positions, classes)
+    return labels.reshape(positions)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import warnings
 from pathlib import Path
@@ -12,24 +10,25 @@ from typing import Optional, Union
 import keras
 import numpy as np
 
-from keras_logits._callback_list import calling_callback_list, compiled_metric_directions, set_monitor_directions
+from keras_logits._callback_list import (calling_callback_list, compiled_metric_directions, guard_train_function,
+                                         put_first, set_monitor_directions, take_out)
+from keras_logits._distribution import is_chief
+from keras_logits._expose import LOGITS
+from keras_logits._graph import model_outputs
+from keras_logits._log_files import LogFiles
+from keras_logits._probe import check_probe_labels, load_probe
+from keras_logits._probe_runner import MASK, ProbeForward, build_probe_model, logged_model
+from keras_logits._tensorboard_events import require_tensorboard
 from keras_logits.checks import ModelCheckWarning, check_model
-from keras_logits._distribution import (batch_multiple, is_chief, is_distributed, predict_across_processes,
-                                       process_count, row_count, take_rows)
-from keras_logits._expose import LOGITS, PROBABILITIES, ensure_exposed
-from keras_logits._files import atomic_write, remove_stale_temporaries
-from keras_logits._graph import model_inputs, model_outputs
-from keras_logits._probe import check_labels, model_feed, probe_arrays, read_probe
-from keras_logits import _snapshots as snapshot_files
 from keras_logits.statistics import summarize
-from keras_logits._tensorboard_events import EventWriter
+
+__all__ = ["LogitsLogger", "probe_key"]
 
 PROBE_PREFIX = "probe_"
-RUN_DIRECTORY = "keras_logits"
-RUN_COLUMN = "run"
-MASK = "mask"
 # The better direction of the probe values that have one, for Keras' `mode="auto"`.
 DIRECTIONS = {"ece": "min", "brier": "min", "nonfinite": "min", "accuracy": "max"}
+# An epoch's files are on disk before this step of the next epoch begins (its writes overlap the steps before).
+DURABLE_BY_STEP = 3
 
 
 def probe_key(statistic: str) -> str:
@@ -113,13 +112,20 @@ class LogitsLogger(keras.callbacks.Callback):
     classes)` one-hot/multi-hot.
 
     Every file is written atomically (temporary file, then rename) with the
-    permissions of a plain `open`. Under `MultiWorkerMirroredStrategy` or
-    multi-process JAX only the chief writes.
+    permissions of a plain `open`, on one background thread so that training
+    does not wait on the disk: the epoch's values reach `logs` (History,
+    `EarlyStopping`) in the same epoch, and its files are complete before the
+    third step of the next epoch begins, when `fit` returns, when a training
+    step raises (an error, `KeyboardInterrupt`), and before the interpreter
+    exits. A process killed with SIGKILL loses at most the epoch that just
+    ended. Under `MultiWorkerMirroredStrategy` or multi-process JAX only the
+    chief writes.
 
     Args:
         probe: `x`, `(x, labels)` or a `tf.data.Dataset` of `x` or `(x, labels)`
             batches; a dict `x` is keyed by input name. Read once, at the start of training.
-        log_dir: Directory for TensorBoard runs and snapshots.
+        log_dir: Directory for TensorBoard runs and snapshots (TensorBoard events need the
+            `tensorboard` package; without it `log_dir=` is refused at construction).
         csv_path: CSV file to write or continue.
         every_n_epochs: Probe every this many epochs (and the first epoch of each `fit`).
         histograms: Write TensorBoard histograms of the probe outputs.
@@ -128,8 +134,8 @@ class LogitsLogger(keras.callbacks.Callback):
         stop_on_nonfinite: Stop training when the probe or the epoch's
             `nonfinite` metric saw NaN/inf logits.
         batch_size: Probe prediction batch size. The default predicts a probe of up to
-            1024 samples in one call: each call pays a fixed cost (on JAX it gathers
-            the whole model state), so fewer, larger calls are cheaper.
+            1024 samples in one call: each call pays a fixed cost, so fewer, larger calls
+            are cheaper.
         head: Output name of the classification head on a model with several.
         activation: `"softmax"` or `"sigmoid"` for a model that outputs logits
             nobody recorded (a Dense without activation at the end, a KerasHub
@@ -144,6 +150,8 @@ class LogitsLogger(keras.callbacks.Callback):
         keep_last: Keep only the last this many snapshots (with `keep_every`: also those).
         keep_every: Keep the snapshots of every this-many-th epoch.
         max_histogram_values: Histograms from at most this many values (a fixed sample).
+        check: Run `keras_logits.check_model` at train begin and warn (`ModelCheckWarning`) about
+            what it finds (an activation-loss mismatch, ...); `False` turns the warnings off.
 
     Example:
 
@@ -177,6 +185,7 @@ class LogitsLogger(keras.callbacks.Callback):
         keep_last: Optional[int] = None,
         keep_every: Optional[int] = None,
         max_histogram_values: int = 1_000_000,
+        check: bool = True,
     ):
         super().__init__()
         for name, value in (("every_n_epochs", every_n_epochs), ("batch_size", batch_size),
@@ -186,6 +195,8 @@ class LogitsLogger(keras.callbacks.Callback):
                 raise ValueError(f"LogitsLogger {name} must be >= 1, got {value}.")
         if snapshot_dtype not in ("float32", "float16"):
             raise ValueError(f"LogitsLogger snapshot_dtype must be 'float32' or 'float16', got {snapshot_dtype!r}.")
+        if log_dir is not None:
+            require_tensorboard()
         self.probe = probe
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.csv_path = None if csv_path is None else Path(csv_path)
@@ -203,14 +214,14 @@ class LogitsLogger(keras.callbacks.Callback):
         self.keep_last = keep_last
         self.keep_every = keep_every
         self.max_histogram_values = int(max_histogram_values)
+        self.check = check
         self.run_dir: Optional[Path] = None
         self.run: Optional[str] = None
         self.snapshot_dir: Optional[Path] = None
         self.stop_reason: Optional[str] = None
-        self._writer = None
-        self._rows: list = []
-        self._columns: list = []
+        self._files = self._unguard = None
         self._first_epoch: Optional[int] = None
+        self._steps = 0
         self._callback_list = None
         self._front = None
 
@@ -218,113 +229,34 @@ class LogitsLogger(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         callback_list = calling_callback_list(self)
-        self._classifier, self._exposed, head = self._expose_logged_model(self.model)
+        self._finish()  # a fit that raised outside a step leaves its writes to the next one
+        self._classifier, self._exposed, head = logged_model(self.model, head=self.head, activation=self.activation)
         self._activation = head.activation
-        self._x, self._labels = read_probe(self.probe)
-        arrays = probe_arrays(self._x, self._exposed)
-        # Fed as the model is called, not by the probe's keys: Keras on TensorFlow and torch refuses a dict for
-        # a model built from a list of unnamed inputs under any keys.
-        self._x = model_feed(arrays, self._exposed)
-        self._count = len(arrays[0])
-        check_labels(self._labels, self._count)
-        self._probe_model = self._build_probe_model(head)
+        self._feed, self._labels, self._count = load_probe(self.probe, self._exposed)
+        self._probe_model = build_probe_model(self._classifier, self._exposed, head, self.model.name)
+        self._forward = ProbeForward(self._probe_model, self._feed, self._count, self.batch_size)
+        check_probe_labels(self._labels, tuple(model_outputs(self._exposed)[LOGITS].shape[1:]), self._activation,
+                           ignore_class=self.ignore_class, model_name=self.model.name)
         dummy = np.zeros((1, 2 if self._activation == "softmax" else 1))
         self._statistics = list(summarize(dummy, None if self._labels is None else [0], activation=self._activation))
-        self._check_labels_fit()
         self._chief = is_chief(self.model)
         self._keras_tensorboard = False
         self._join_callback_list(callback_list)
         if self._chief:
-            for finding in check_model(self.model):
-                warnings.warn(str(finding), ModelCheckWarning, stacklevel=2)
-            snapshot_parent = self._snapshot_parent()
-            for directory in (self.log_dir, snapshot_parent, self.csv_path and self.csv_path.parent):
-                if directory is not None:
-                    _check_writable(Path(directory))
-                    remove_stale_temporaries(directory)  # left by a process killed mid-write
-            if self.csv_path is not None:
-                self._columns, self._rows = _read_csv(self.csv_path)
+            if self.check:
+                for finding in check_model(self.model):
+                    warnings.warn(str(finding), ModelCheckWarning, stacklevel=2)
+            self._files = LogFiles(
+                log_dir=self.log_dir, csv_path=self.csv_path, snapshot_parent=self._snapshot_parent(),
+                shared_snapshots=self.snapshots is not True, activation=self._activation, labels=self._labels,
+                ignore_class=self.ignore_class, histograms=self.histograms,
+                max_histogram_values=self.max_histogram_values,
+                snapshot_options=dict(dtype=self.snapshot_dtype, compress=self.compress_snapshots,
+                                      max_bytes=self.max_snapshot_bytes, keep_last=self.keep_last,
+                                      keep_every=self.keep_every))
+            self._unguard = guard_train_function(self.model, lambda: self._finish(quiet=True))
         self._first_epoch = None
         self._probed = None
-
-    def _expose_logged_model(self, model) -> tuple:
-        """`(classifier, its exposed model, head)`: `model`, or the student of a `keras.distillation.Distiller`.
-
-        A Distiller's `call` is its student's; its teacher is frozen. The
-        probe runs the student (exposed: it shares the student's weights).
-        """
-        if not _is_distiller(model):
-            return (model, *ensure_exposed(model, head=self.head, activation=self.activation))
-        student = model.student
-        try:
-            return (student, *ensure_exposed(student, head=self.head, activation=self.activation))
-        except (ValueError, TypeError) as error:
-            raise type(error)(
-                f"LogitsLogger on Distiller '{model.name}' logs its student '{student.name}', which it cannot "
-                f"expose: {error} (For a student that outputs logits, build it with "
-                "keras_logits.logits_model(classifier), which records its activation, or pass "
-                "LogitsLogger(activation='softmax' or 'sigmoid').)"
-            ) from None
-
-    def _build_probe_model(self, head):
-        """The exposed model with the logits' Keras mask as a third output, when the head has one.
-
-        Built once: the mask comes from the same forward pass as the logits.
-        """
-        outputs = model_outputs(self._exposed)
-        logits = outputs[LOGITS]
-        axis = head.axis if head.axis is not None else -1
-        if axis not in (-1, len(logits.shape) - 1):
-            raise ValueError(
-                f"LogitsLogger: the head of model '{self.model.name}' normalises over axis {axis}, not the last "
-                "axis; put the classes last (e.g. data_format='channels_last') to log it."
-            )
-        mask = getattr(logits, "_keras_mask", None)
-        if mask is None:
-            mask = getattr(outputs[PROBABILITIES], "_keras_mask", None)
-        if mask is None and self._classifier is not self._exposed:
-            # An exposed head that drops the mask: the original output's mask, computed from the same inputs.
-            original = model_outputs(self._classifier).get(head.output_name)
-            mask = getattr(original, "_keras_mask", None)
-            if mask is not None and not all(a is b for a, b in zip(self._classifier.inputs, self._exposed.inputs)):
-                warnings.warn(f"LogitsLogger cannot compute the Keras mask of model '{self.model.name}' beside the "
-                              "logits; masked (padding) positions count in the probe summaries.", stacklevel=3)
-                mask = None
-        if mask is None or len(mask.shape) >= len(logits.shape) > 1:
-            # No mask, or one over the classes (a pointer head): its logits are already masked, no position is.
-            return self._exposed
-        return keras.Model(model_inputs(self._exposed),
-                           {LOGITS: logits, PROBABILITIES: outputs[PROBABILITIES], MASK: mask})
-
-    def _check_labels_fit(self):
-        """Labels must be `(batch, positions...)` ids or `(batch, positions..., classes)`."""
-        if self._labels is None:
-            return
-        logits_shape = tuple(model_outputs(self._exposed)[LOGITS].shape[1:])
-        found = tuple(self._labels.shape[1:])
-        if found[-1:] == (1,) and found[:-1] == logits_shape[:-1] and logits_shape[-1] != 1:
-            found = found[:-1]
-        fits = any(len(found) == len(want) and all(w is None or w == f for w, f in zip(want, found))
-                   for want in (logits_shape, logits_shape[:-1]))
-        if fits and found == logits_shape[:-1] and self._activation == "softmax" and logits_shape[-1] != 1:
-            self._check_class_ids(logits_shape[-1])
-        if not fits:
-            raise ValueError(
-                f"LogitsLogger probe labels have shape {tuple(self._labels.shape)}, but the logits of model "
-                f"'{self.model.name}' are (batch, {', '.join(str(s) for s in logits_shape)}); pass labels "
-                f"shaped (batch, {', '.join(str(s) for s in logits_shape[:-1]) or ''}) (class ids) or like "
-                "the logits (one-hot / multi-hot)."
-                .replace("(batch, )", "(batch,)")
-            )
-
-    def _check_class_ids(self, classes: int):
-        """Sparse labels must be class ids in range where they count, checked before any epoch."""
-        ids = self._labels if self.ignore_class is None else self._labels[self._labels != self.ignore_class]
-        if ids.size and (np.any(ids != np.round(ids)) or ids.min() < 0 or ids.max() >= classes):
-            hint = (f" If {int(ids.max())} marks positions to skip (e.g. 255 'void' pixels), pass "
-                    f"ignore_class={int(ids.max())}." if ids.max() >= classes and self.ignore_class is None else "")
-            raise ValueError(f"LogitsLogger probe labels must be class ids in [0, {classes}); got values from "
-                             f"{ids.min()} to {ids.max()}.{hint}")
 
     def _snapshot_parent(self) -> Optional[Path]:
         if self.snapshots is False or self.snapshots is None:
@@ -338,34 +270,33 @@ class LogitsLogger(keras.callbacks.Callback):
         return None
 
     def _join_callback_list(self, callback_list):
-        """Puts a probe step at the front of Keras' callback list, so every callback sees the probe values.
+        """Runs the probe first at epoch end (`_callback_list.ProbeFirst`), so every callback sees its values.
 
-        Keras runs callbacks in list order with one shared `logs` dict, and has
-        no hook between the last step and the first `on_epoch_end`. The list
-        object is replaced, not changed, so the loop now running continues
-        unaffected. Fallback: called from no `CallbackList` (a hand-written
-        loop, a wrapping callback, an interpreter without frame access), the
-        probe runs at this callback's own `on_epoch_end`; callbacks that run
-        before it do not see the probe values, which one warning at train
-        begin says.
+        Fallback: called from no `CallbackList` (a hand-written loop, a
+        wrapping callback, an interpreter without frame access), the probe
+        runs at this callback's own `on_epoch_end`, which one warning says.
         """
+        self._callback_list = callback_list
         if callback_list is None:
-            self._callback_list = None
             warnings.warn(
                 "LogitsLogger was not started by a Keras CallbackList (fit/evaluate's), so it cannot run its probe "
                 "before the other callbacks: those that run before it at epoch end (an EarlyStopping, "
                 "ModelCheckpoint, CSVLogger, ...) do not see the probe_logits_* values. Run it before them.",
                 RuntimeWarning, stacklevel=3)
             return
-        self._callback_list = callback_list
-        self._front = _ProbeFirst(self)
-        callback_list.callbacks = [self._front] + [c for c in callback_list.callbacks
-                                                   if not isinstance(c, _ProbeFirst)]
+        self._front = put_first(callback_list, self._before_epoch_end)
         self._set_monitor_directions()
-        for callback in callback_list.callbacks:
-            if (isinstance(callback, keras.callbacks.TensorBoard) and self.log_dir is not None
-                    and Path(callback.log_dir).resolve() == self.log_dir.resolve()):
-                self._keras_tensorboard = True
+        self._keras_tensorboard = self.log_dir is not None and any(
+            isinstance(callback, keras.callbacks.TensorBoard)
+            and Path(callback.log_dir).resolve() == self.log_dir.resolve() for callback in callback_list.callbacks)
+
+    def _before_epoch_end(self, epoch, logs):
+        if self._first_epoch is None:
+            self.on_epoch_begin(epoch)
+        # Compiled metrics are built by the first step (on torch after on_train_begin): read their directions
+        # now, before any monitoring callback sets its own on its first epoch end.
+        self._set_monitor_directions()
+        self._probe(epoch, logs)
 
     def _set_monitor_directions(self):
         """Gives every `mode="auto"` monitoring callback in the list the direction of the value it watches."""
@@ -378,27 +309,20 @@ class LogitsLogger(keras.callbacks.Callback):
     # ---- every epoch ------------------------------------------------------------------------
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._steps = 0
         if self._first_epoch is not None:
             return
         self._first_epoch = epoch
-        if not self._chief:
-            return
-        if self.log_dir is not None:
-            self.run_dir = _run_directory(self.log_dir / RUN_DIRECTORY, epoch, _has_events)
-            self._writer = EventWriter(str(self.run_dir))
-        self.run = self.run_dir.name if self.run_dir is not None else _csv_run(self._rows, epoch)
-        # A resumed run redoes epochs from `epoch`: its old rows of those go; every other run's rows stay.
-        self._rows = [row for row in self._rows
-                      if epoch == 0 or row[RUN_COLUMN] != self.run or int(float(row["epoch"])) < epoch]
-        parent = self._snapshot_parent()
-        if parent is not None:
-            if self.snapshots is True and self.run_dir is not None:
-                self.snapshot_dir = self.run_dir / "snapshots"
-            else:  # a directory shared by runs: a new run gets `<dir>_2`, ... rather than deleting the last's
-                base = parent if self.snapshots is not True else parent / f"{self.csv_path.stem}_snapshots"
-                self.snapshot_dir = _run_directory(base, epoch, lambda d: bool(snapshot_files.snapshot_epochs(d)))
-            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-            snapshot_files.prune(self.snapshot_dir, from_epoch=epoch)
+        if self._files is not None:
+            self._files.start(epoch)
+            self.run_dir, self.run, self.snapshot_dir = self._files.run_dir, self._files.run, self._files.snapshot_dir
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Not a batch *end* hook, so Keras' async dispatch stays on; the count is per epoch, whatever the batch
+        # numbering (steps_per_execution).
+        self._steps += 1
+        if self._steps == DURABLE_BY_STEP and self._files is not None:
+            self._files.wait_if_pending()
 
     def _should_probe(self, epoch) -> bool:
         return epoch == self._first_epoch or (epoch + 1) % self.every_n_epochs == 0
@@ -409,9 +333,9 @@ class LogitsLogger(keras.callbacks.Callback):
             return self._probed[1]
         result = None
         if self._should_probe(epoch):
-            outputs = self._predict_probe()
-            summary = probe_summary(outputs[LOGITS], self._labels, self._activation, mask=outputs.get(MASK),
-                                    ignore_class=self.ignore_class)
+            outputs = self._forward()
+            summary = summarize(outputs[LOGITS], self._labels, activation=self._activation, mask=outputs.get(MASK),
+                                ignore_class=self.ignore_class)
             result = (outputs, summary)
             if logs is not None:
                 logs.update({probe_key(k): v for k, v in summary.items()})
@@ -428,104 +352,14 @@ class LogitsLogger(keras.callbacks.Callback):
             self.on_epoch_begin(epoch)
         result = self._probe(epoch, logs)
         values = {key: float(value) for key, value in logs.items() if np.ndim(value) == 0}
-        if self._chief:
-            self._write(epoch, values, result)
+        if self._files is not None:
+            if result is None:  # no probe this epoch: no NaN points in TensorBoard
+                values = {key: value for key, value in values.items() if not key.startswith(PROBE_PREFIX)}
+            # Keras' TensorBoard callback on the same log_dir already has the epoch's logs.
+            scalars = {k: v for k, v in values.items() if k.startswith(PROBE_PREFIX) or not self._keras_tensorboard}
+            self._files.write(epoch, values, None if result is None else result[0], scalars=scalars)
         if result is not None:
             self._maybe_stop(epoch, result[1], values)
-
-    def _predict_probe(self) -> dict:
-        """One compiled forward pass over the probe, in fixed-size chunks.
-
-        `predict_on_batch` per chunk skips the data-adapter set-up `predict`
-        pays on every call; the chunk shapes repeat each epoch, so nothing is
-        retraced after the first. Distributed models use `predict`, which
-        splits batches over replicas.
-        """
-        count = self._count
-        model = self._probe_model
-        if process_count() > 1:
-            return predict_across_processes(model, self._x, self.batch_size)
-        if is_distributed(model):
-            # Keras' JAX distribution needs batches divisible by the devices on the batch axis:
-            # pad with zeros, then drop the padded rows' outputs.
-            multiple = batch_multiple()
-            padded = take_rows(self._x, 0, count, pad_to=count + -count % multiple)
-            batch_size = -(-self.batch_size // multiple) * multiple
-            outputs = model.predict(padded, batch_size=batch_size, verbose=0)
-            return {key: np.asarray(value)[:count] for key, value in outputs.items()}
-        chunks = []
-        for start in range(0, count, self.batch_size):
-            outputs = model.predict_on_batch(take_rows(self._x, start, start + self.batch_size))
-            chunks.append({key: np.asarray(value) for key, value in outputs.items()})
-        return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
-
-    def _write(self, epoch, values, result):
-        if result is None:  # no probe this epoch: no NaN points in TensorBoard
-            values = {key: value for key, value in values.items() if not key.startswith(PROBE_PREFIX)}
-        probe_values = {key: value for key, value in values.items() if key.startswith(PROBE_PREFIX)}
-        if self._writer is not None:
-            # Keras' TensorBoard callback on the same log_dir already has the epoch's logs.
-            scalars = probe_values if self._keras_tensorboard else values
-            histograms = {}
-            if self.histograms and result is not None:
-                sample = self._histogram_sample(result[0])
-                histograms = {PROBE_PREFIX + LOGITS: sample[0], PROBE_PREFIX + PROBABILITIES: sample[1]}
-            self._writer.write(step=epoch, scalars=scalars, histograms=histograms)
-        if self.csv_path is not None:
-            row = {"epoch": epoch, RUN_COLUMN: self.run, **values}
-            self._columns += [key for key in row if key not in self._columns]
-            self._rows.append(row)
-            atomic_write(self.csv_path, lambda f: f.write(_csv_text(self._columns, self._rows)), binary=False)
-        if self.snapshot_dir is not None and result is not None:
-            self._write_snapshot(epoch, result[0])
-
-    def _histogram_sample(self, outputs):
-        """Logits and probabilities of the positions that count, at most `max_histogram_values` values.
-
-        A fixed sample of positions (the same every epoch), so a 1.4 GB segmentation probe costs a
-        bounded histogram; masked and `ignore_class` positions are left out, as in the summaries.
-        """
-        classes = outputs[LOGITS].shape[-1] if outputs[LOGITS].ndim > 1 else 1
-        logits = outputs[LOGITS].reshape(-1, classes)
-        probabilities = outputs[PROBABILITIES].reshape(-1, classes)
-        keep = np.ones(len(logits), dtype=bool)
-        if outputs.get(MASK) is not None:
-            keep &= np.asarray(outputs[MASK]).reshape(-1).astype(bool)
-        if self.ignore_class is not None and self._labels is not None and self._labels.size == len(logits):
-            keep &= self._labels.reshape(-1) != self.ignore_class
-        rows = np.flatnonzero(keep)
-        limit = max(1, self.max_histogram_values // classes)
-        if len(rows) > limit:
-            rows = np.sort(np.random.default_rng(0).choice(rows, size=limit, replace=False))
-        elif len(rows) == len(logits):
-            return logits, probabilities
-        return logits[rows], probabilities[rows]
-
-    def _write_snapshot(self, epoch, outputs):
-        logits = outputs[LOGITS]
-        classes = logits.shape[-1]
-        flat = logits.reshape(-1, classes)
-        itemsize = np.dtype(self.snapshot_dtype).itemsize
-        chosen = snapshot_files.position_sample(len(flat), classes * itemsize, self.max_snapshot_bytes)
-        arrays = {"epoch": np.asarray(epoch), "activation": np.asarray(self._activation)}
-        labels = self._labels
-        mask = outputs.get(MASK)
-        if chosen is None:
-            arrays["logits"] = logits.astype(self.snapshot_dtype)
-        else:
-            arrays["logits"] = flat[chosen].astype(self.snapshot_dtype)
-            arrays["positions"] = chosen
-            if labels is not None:
-                labels = _per_position(labels, flat.shape[0], classes)[chosen]
-            if mask is not None:
-                mask = np.asarray(mask).reshape(-1)[chosen]
-        if labels is not None:
-            arrays["labels"] = labels
-        if mask is not None:
-            arrays[MASK] = np.asarray(mask, dtype=bool)
-        snapshot_files.write_snapshot(self.snapshot_dir / snapshot_files.snapshot_name(epoch), arrays,
-                                      compress=self.compress_snapshots)
-        snapshot_files.prune(self.snapshot_dir, keep_last=self.keep_last, keep_every=self.keep_every)
 
     def _maybe_stop(self, epoch, summary, epoch_values):
         if not self.stop_on_nonfinite:
@@ -541,128 +375,24 @@ class LogitsLogger(keras.callbacks.Callback):
             warnings.warn(self.stop_reason, RuntimeWarning, stacklevel=2)
             self.model.stop_training = True
 
+    # ---- the end: on success, and when a training step raises -----------------------------------
+
     def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._finish()
+
+    def _finish(self, quiet: bool = False):
+        """Writes what is queued, closes the files, and leaves the model and callback list as they were."""
+        unguard, self._unguard = self._unguard, None
+        if unguard is not None:
+            unguard()
         if self._callback_list is not None:
-            # A CallbackList passed to fit() by the user outlives this fit: leave it as it was.
-            self._callback_list.callbacks = [c for c in self._callback_list.callbacks if c is not self._front]
+            take_out(self._callback_list, self._front)  # a CallbackList the user passed to fit() outlives it
             self._callback_list = None
-
-
-class _ProbeFirst(keras.callbacks.Callback):
-    """First in Keras' callback list: puts the probe values into the epoch logs before any callback reads them."""
-
-    def __init__(self, logger: LogitsLogger):
-        super().__init__()
-        self._logger = logger
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self._logger._first_epoch is None:
-            self._logger.on_epoch_begin(epoch)
-        # Compiled metrics are built by the first step (on torch after on_train_begin): read their directions
-        # now, before any monitoring callback sets its own on its first epoch end.
-        self._logger._set_monitor_directions()
-        self._logger._probe(epoch, logs)
-
-
-def _is_distiller(model) -> bool:
-    distiller = getattr(getattr(keras, "distillation", None), "Distiller", None)
-    return distiller is not None and isinstance(model, distiller)
-
-
-
-
-def _run_directory(base: Path, first_epoch: int, has_run) -> Path:
-    """`base`, or the latest `base_N` to resume, or a new one for a fit from epoch 0 when the latest has a run."""
-    runs = [base]
-    number = 2
-    while base.with_name(f"{base.name}_{number}").exists():
-        runs.append(base.with_name(f"{base.name}_{number}"))
-        number += 1
-    latest = runs[-1]
-    if first_epoch > 0 or not has_run(latest):
-        return latest
-    return base.with_name(f"{base.name}_{number}")
-
-
-def _has_events(directory: Path) -> bool:
-    return directory.is_dir() and any(p.name.startswith("events.out.tfevents") for p in directory.iterdir())
-
-
-def _run_number(name: str) -> int:
-    suffix = name[len(RUN_DIRECTORY) + 1:]
-    return int(suffix) if name.startswith(RUN_DIRECTORY + "_") and suffix.isdigit() else 1
-
-
-def _csv_run(rows: list, first_epoch: int) -> str:
-    """The run name of a CSV without TensorBoard runs: the latest run's to resume, else a new one, named alike."""
-    if not rows:
-        return RUN_DIRECTORY
-    if first_epoch > 0:
-        return rows[-1][RUN_COLUMN]
-    return f"{RUN_DIRECTORY}_{max(_run_number(row[RUN_COLUMN]) for row in rows) + 1}"
-
-
-def _per_position(labels, positions: int, classes: int) -> np.ndarray:
-    """Labels as one row per position: `(P,)` class ids or `(P, classes)`, to store beside sampled logits."""
-    labels = np.asarray(labels)
-    if labels.size == positions * classes and classes > 1:
-        return labels.reshape(positions, classes)
-    return labels.reshape(positions)
-
-
-def probe_summary(logits: np.ndarray, labels: Optional[np.ndarray], activation: str, *, mask=None,
-                  ignore_class: Optional[int] = None, num_bins: int = 15) -> dict:
-    """Summaries of a probe's logits (and labels), keyed by statistic: `mean`, `ece`, `accuracy`, ...
-
-    `keras_logits.statistics.summarize`: the definitions of the in-step
-    metrics (a test holds the two equal), computed in NumPy on the host, over
-    every position (all axes but the last); `mask` (False: padding) and labels
-    equal to `ignore_class` leave positions out. `ece`, `brier` and
-    `accuracy` need labels.
-
-    Example:
-
-    >>> import numpy as np
-    >>> probe_summary(np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([0, 0]), "softmax")["accuracy"]
-    0.5
-    """
-    return summarize(logits, labels, activation=activation, mask=mask, ignore_class=ignore_class,
-                     num_bins=num_bins)
-
-
-def _check_writable(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe_file = directory / f".keras-logits-write-check-{os.getpid()}"
-        probe_file.write_bytes(b"")
-        probe_file.unlink()
-    except OSError as error:
-        raise PermissionError(
-            f"LogitsLogger cannot write to '{directory}' ({error.strerror or error}). Pass a directory "
-            "you can write to."
-        ) from None
-
-
-def _read_csv(path: Path):
-    if not path.exists() or path.stat().st_size == 0:
-        return [], []
-    with open(path, newline="") as file:
-        reader = csv.DictReader(file)
-        rows = list(reader)
-    columns = list(reader.fieldnames or [])
-    if RUN_COLUMN not in columns:  # written before runs had names: one run, the first
-        columns.insert(min(1, len(columns)), RUN_COLUMN)
-    for row in rows:
-        row[RUN_COLUMN] = row.get(RUN_COLUMN) or RUN_DIRECTORY
-    return columns, rows
-
-
-def _csv_text(columns, rows) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+        files, self._files = self._files, None
+        try:
+            if files is not None:
+                files.close()
+        except Exception as error:
+            if not quiet:
+                raise
+            warnings.warn(f"LogitsLogger could not write its files: {error}", RuntimeWarning, stacklevel=3)

@@ -18,7 +18,8 @@ import pytest
 
 import keras_logits
 from keras_logits.calibration import TemperatureScaling, reliability_report
-from keras_logits.callbacks import LogitsLogger, probe_summary
+from keras_logits.callbacks import LogitsLogger
+from keras_logits.statistics import summarize
 from keras_logits import scores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def test_nonfinite_logits_are_refused_by_calibration_and_propagate_in_scores():
         TemperatureScaling().fit(logits, [0, 1, 0])
     energy = scores.energy(logits)
     assert np.isfinite(energy[0]) and np.isnan(energy[1])  # per-row: the finite row keeps its score
-    assert probe_summary(logits, None, "softmax")["nonfinite"] == 2.0
+    assert summarize(logits, None, activation="softmax")["nonfinite"] == 2.0
 
 
 def test_integer_and_one_hot_labels_give_the_same_numbers():
@@ -77,7 +78,8 @@ def test_integer_and_one_hot_labels_give_the_same_numbers():
         reliability_report(logits, one_hot, from_logits=True).ece)
     assert TemperatureScaling().fit(logits, labels).temperature_ == pytest.approx(
         TemperatureScaling().fit(logits, one_hot).temperature_, rel=1e-9)
-    assert probe_summary(logits, labels, "softmax") == pytest.approx(probe_summary(logits, one_hot, "softmax"))
+    from_ids = summarize(logits, labels, activation="softmax")
+    assert from_ids == pytest.approx(summarize(logits, one_hot, activation="softmax"))
 
 
 def test_mismatched_label_shapes_are_refused(tmp_path):
@@ -117,7 +119,7 @@ def test_a_hundred_thousand_classes():
     np.testing.assert_allclose(outputs["probabilities"], model.predict(x, verbose=0), atol=1e-7)
     labels = np.arange(16) * 1000
     report = reliability_report(outputs["logits"], labels, from_logits=True)  # no (classes x classes) eye
-    summary = probe_summary(outputs["logits"], labels, "softmax")
+    summary = summarize(outputs["logits"], labels, activation="softmax")
     assert summary["brier"] == pytest.approx(report.brier, rel=1e-9)
     assert TemperatureScaling().fit(outputs["logits"], labels).temperature_ > 0
 

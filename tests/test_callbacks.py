@@ -266,8 +266,8 @@ def test_probe_values_are_named_like_keras_history_keys():
 @pytest.mark.parametrize("activation,labels_kind", [("softmax", "sparse"), ("softmax", "one_hot"),
                                                      ("sigmoid", "multi"), ("sigmoid", "binary")])
 def test_probe_summary_equals_the_in_step_metrics(activation, labels_kind):
-    """The epoch-end NumPy summary and the compiled metrics must mean the same thing."""
-    from keras_logits.callbacks import probe_summary
+    """The epoch-end NumPy summary (statistics.summarize) and the compiled metrics must mean the same thing."""
+    from keras_logits.statistics import summarize
 
     rng = np.random.default_rng(4)
     units = {"sparse": 6, "one_hot": 6, "multi": 4, "binary": 1}[labels_kind]
@@ -278,7 +278,7 @@ def test_probe_summary_equals_the_in_step_metrics(activation, labels_kind):
         labels = np.eye(units, dtype="float32")[rng.integers(0, units, 50)]
     else:
         labels = rng.integers(0, 2, (50, units)).astype("float32")
-    summary = probe_summary(logits, labels, activation)
+    summary = summarize(logits, labels, activation=activation)
     for metric in keras_logits.metrics.default_metrics(activation):
         metric.update_state(labels, logits)
         assert summary[metric.name] == pytest.approx(float(metric.result()), abs=2e-5), metric.name

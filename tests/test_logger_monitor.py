@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import keras_logits
-from keras_logits.callbacks import LogitsLogger, _ProbeFirst
+from keras_logits._callback_list import ProbeFirst
+from keras_logits.callbacks import LogitsLogger
 
 EPOCHS = 4
 
@@ -89,7 +90,7 @@ def test_a_callback_list_passed_by_the_user_gets_the_probe_values_and_is_left_as
         warnings.simplefilter("error", RuntimeWarning)  # no fallback warning, no "metric not available"
         model.fit(x, y, epochs=EPOCHS, verbose=0, callbacks=callback_list)
     assert early_stopping.stopped_epoch == 1 and len(history.history["probe_logits_ece"]) == 2
-    assert callback_list.callbacks == given and not any(isinstance(c, _ProbeFirst) for c in callback_list.callbacks)
+    assert callback_list.callbacks == given and not any(isinstance(c, ProbeFirst) for c in callback_list.callbacks)
 
 
 def test_a_logger_driven_by_hand_warns_once_and_still_logs_at_its_own_epoch_end(data):

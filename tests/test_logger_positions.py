@@ -8,6 +8,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 import keras_logits
+from keras_logits._tensorboard_events import histogram_sample
 from keras_logits.callbacks import LogitsLogger
 from tests.test_metrics import numpy_ece, softmax
 
@@ -112,7 +113,8 @@ def test_segmentation_snapshots_under_a_byte_budget_store_a_fixed_sample_in_floa
                           keep_last=1, keep_every=2, max_histogram_values=50)
     model.fit(x, y, epochs=4, verbose=0, callbacks=[logger])
     outputs = {"logits": np.zeros((6, 8, 8, CLASSES)), "probabilities": np.zeros((6, 8, 8, CLASSES))}
-    assert logger._histogram_sample(outputs)[0].shape == (50 // CLASSES, CLASSES)  # a bounded sample of positions
+    sample = histogram_sample(outputs["logits"], outputs["probabilities"], max_values=logger.max_histogram_values)
+    assert sample[0].shape == (50 // CLASSES, CLASSES)  # a bounded sample of positions
     directory = tmp_path / "log_snapshots"
     assert sorted(p.name for p in directory.iterdir()) == ["epoch_0000.npz", "epoch_0002.npz", "epoch_0003.npz"]
     twin = segmenter(activation=None)

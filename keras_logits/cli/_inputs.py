@@ -8,6 +8,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from keras_logits._probe import check_input
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
@@ -54,46 +56,13 @@ def read_inputs(path: Union[str, os.PathLike], input_shape: tuple, *, scale: flo
         x = np.array([line for line in path.read_text().splitlines() if line.strip()])
     else:
         raise ValueError(f"Cannot read '{path}': expected .npy, .npz, .csv, .txt or a folder of images.")
-    x = _as_dtype(x, dtype, path)
-    if dtype not in ("string", "bool") and "int" not in dtype:
-        x = x * np.asarray(scale, dtype=x.dtype)
+    x = np.asarray(x)
     if x.ndim == 1 and expected == (1,):
         x = x[:, None]  # One string (or id) per sample for an input of shape (batch, 1).
-    found = tuple(x.shape[1:])
-    if len(found) != len(expected) or any(e is not None and e != f for e, f in zip(expected, found)):
-        raise ValueError(
-            f"Input '{path}' has shape {tuple(x.shape)}, but the model expects (batch, "
-            f"{', '.join(str(e) for e in expected)})."
-        )
+    x = check_input(x, tuple(input_shape), dtype, source=f"input '{path}'")
+    if dtype not in ("string", "bool") and "int" not in dtype:
+        x = x * np.asarray(scale, dtype=x.dtype)
     return x
-
-
-def _as_dtype(x: np.ndarray, dtype: str, path: Path) -> np.ndarray:
-    """`x` as the model input's dtype, refusing conversions that would change values."""
-    x = np.asarray(x)
-    if dtype == "string":
-        if x.dtype.kind not in "US":
-            raise ValueError(f"The model takes strings, but '{path}' holds {x.dtype} values. Pass a .txt file "
-                             "with one example per line, or a .npy of str.")
-        return x.astype(str)
-    if x.dtype.kind in "US":
-        raise ValueError(f"'{path}' holds strings, but the model takes {dtype} inputs.")
-    if dtype == "bool":
-        return x.astype(bool)
-    if "int" in dtype:
-        if x.dtype.kind == "f":
-            if not np.all(np.isfinite(x)) or np.any(x != np.round(x)):
-                raise ValueError(f"The model takes integer ({dtype}) inputs, but '{path}' holds fractional or "
-                                 "non-finite values. Pass whole numbers (ids).")
-            if np.abs(x).max(initial=0) > 2 ** 53:
-                raise ValueError(f"'{path}' holds float ids above 2^53, which floats cannot hold exactly; "
-                                 f"save them as integers (np.save with an int64 array).")
-        limits = np.iinfo(dtype)
-        if x.size and (x.min() < limits.min or x.max() > limits.max):
-            raise ValueError(f"'{path}' holds values from {x.min()} to {x.max()}, outside the model's {dtype} "
-                             f"range [{limits.min}, {limits.max}].")
-        return x.astype(dtype)
-    return x.astype(dtype)
 
 
 def _read_csv(path: Path, expected: tuple, dtype: str) -> np.ndarray:
