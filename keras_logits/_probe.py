@@ -10,6 +10,8 @@ from typing import Optional
 
 import numpy as np
 
+from keras_logits._graph import inputs_by_name, producing_layer
+
 
 def read_probe(probe) -> tuple:
     """Returns `(x, labels or None)` as NumPy from `x`, `(x, labels)` or a `tf.data.Dataset`.
@@ -69,7 +71,7 @@ def input_names(model) -> list:
     >>> input_names(keras.Model([a, b], keras.layers.Concatenate()([a, b])))[0]
     'a'
     """
-    struct = getattr(model, "_inputs_struct", None)
+    struct = inputs_by_name(model)
     if isinstance(struct, dict):
         by_tensor = {id(tensor): name for name, tensor in struct.items()}
         return [by_tensor.get(id(tensor), _layer_name(tensor)) for tensor in model.inputs]
@@ -77,8 +79,8 @@ def input_names(model) -> list:
 
 
 def _layer_name(tensor) -> str:
-    history = getattr(tensor, "_keras_history", None)
-    return history[0].name if history else tensor.name
+    layer = producing_layer(tensor)
+    return layer.name if layer is not None else tensor.name
 
 
 def _aliases(model) -> list:
@@ -150,7 +152,7 @@ def model_feed(arrays: list, model):
     >>> [array.shape for array in feed]
     [(1, 2), (1, 3)]
     """
-    struct = getattr(model, "_inputs_struct", None)
+    struct = inputs_by_name(model)
     if isinstance(struct, dict):
         return dict(zip(input_names(model), arrays))
     return arrays[0] if len(arrays) == 1 else list(arrays)

@@ -11,14 +11,10 @@ from keras_logits import _graph
 PACKAGE = pathlib.Path(_graph.__file__).parent
 PRIVATE_GRAPH_ATTRIBUTES = re.compile(
     r"_outputs_struct|_inputs_struct|_flatten_layers|_keras_history|\.arguments\b|_inbound_nodes|operation_index")
-# Owned by another part of the package; each reads through _graph once its owner switches (named in the report).
-PENDING = {"_probe.py"}
-
-
 def test_only_graph_reads_keras_private_graph_attributes():
     readers = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                      if PRIVATE_GRAPH_ATTRIBUTES.search(path.read_text()))
-    assert sorted(set(readers) - PENDING) == ["_graph.py"]
+    assert readers == ["_graph.py"]
 
 
 def test_operation_of_and_call_arguments_give_the_layer_node_and_its_call():
