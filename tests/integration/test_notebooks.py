@@ -3,9 +3,10 @@
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+nbformat = pytest.importorskip("nbformat", reason="running the notebooks needs the [notebooks] extra")
+NotebookClient = pytest.importorskip("nbclient", reason="running the notebooks needs the [notebooks] extra").NotebookClient
 
 # The tutorials are written for the TensorFlow backend (ONNX export, tf.saved_model.load).
 pytestmark = [pytest.mark.slow, pytest.mark.backends("tensorflow")]
