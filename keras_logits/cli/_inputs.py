@@ -84,7 +84,11 @@ def _read_csv(path: Path, expected: tuple, dtype: str) -> np.ndarray:
 
 
 def _read_images(folder: Path, expected: tuple, image_size) -> np.ndarray:
-    from PIL import Image
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("Reading a folder of images needs Pillow: pip install 'keras-logits[cli]' "
+                          "(or pip install pillow); .npy, .csv and .txt inputs need nothing more.") from None
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:

@@ -30,7 +30,11 @@ class DemoResult:
 
 def load_digits(test_fraction: float = 0.2, seed: int = 0):
     """Returns `(x_train, y_train), (x_test, y_test)` of sklearn's digits as 8x8x1 float32 in [0, 1]."""
-    from sklearn.datasets import load_digits as sklearn_digits
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError:
+        raise ImportError("The demo's digits ship with scikit-learn: pip install 'keras-logits[demo]' "
+                          "(or pip install scikit-learn).") from None
 
     digits = sklearn_digits()
     images = (digits.images / 16.0).astype("float32")[..., None]
@@ -65,7 +69,7 @@ def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, output_dir: str 
     import keras
 
     import keras_logits
-    from keras_logits.serving import EXPORT_BACKENDS, loading_example
+    from keras_logits.serving import EXPORT_BACKENDS, loading_example, tensorflow_installed
 
     (x_train, y_train), (x_test, y_test) = load_digits(seed=seed)
     model = build_digits_cnn(seed=seed)
@@ -105,6 +109,10 @@ def run_demo(*, epochs: int = 10, rows: int = 8, seed: int = 0, output_dir: str 
     if keras.backend.backend() not in EXPORT_BACKENDS["tf_saved_model"]:
         echo(f"Export skipped: SavedModel export needs the TensorFlow or JAX backend, this is "
              f"'{keras.backend.backend()}'. Run the demo with KERAS_BACKEND=tensorflow to export.")
+        return DemoResult(model, exposed, accuracy, x_test, y_test, outputs, None)
+    if not tensorflow_installed():
+        echo("Export skipped: a SavedModel is written by TensorFlow, which is not installed here "
+             "(pip install 'keras-logits[tensorflow]').")
         return DemoResult(model, exposed, accuracy, x_test, y_test, outputs, None)
     echo(f"Exporting to {export_dir} with T = {scaler.temperature_:.3f} baked in "
          "(verified in a fresh TensorFlow process)...")

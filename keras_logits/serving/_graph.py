@@ -44,7 +44,7 @@ def require_export_backend(format: str) -> None:
     except ImportError:
         raise ImportError(
             f"export(format={format!r}) writes TensorFlow graphs and needs TensorFlow installed "
-            "(pip install tensorflow), also on the JAX backend."
+            "(pip install 'keras-logits[tensorflow]'), also on the JAX backend."
         ) from None
 
 
