@@ -30,6 +30,8 @@ BACKEND = keras.backend.backend()
 NEEDS_TENSORFLOW = {
     "tests/serving/test_export.py::*": "SavedModel and ONNX export write TensorFlow graphs",
     "tests/serving/test_scan.py::*": "reads SavedModel protobufs with TensorFlow's",
+    "tests/serving/test_runtime.py::*": "loads and calls SavedModels with TensorFlow",
+    "tests/test_docstrings.py::*serving._runtime*": "its examples load a SavedModel",
     "tests/serving/test_verification.py::test_both_consumers_return_the_models_own_outputs*": "exports",
     "tests/integration/test_reference_exports.py::test_committed_reference_*": "loads a SavedModel",
     "tests/integration/test_reference_exports.py::test_new_export_*": "exports",

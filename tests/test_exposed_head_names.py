@@ -83,7 +83,9 @@ def test_a_file_written_from_an_exposed_model_takes_the_original_name(two_heads,
 
 def test_logits_logger_on_an_exposed_model_takes_the_original_name(two_heads, tmp_path):
     model, exposed = two_heads
-    _, probed, head = keras_logits.LogitsLogger(X, log_dir=tmp_path, head="seg")._expose_logged_model(exposed)
+    from keras_logits._probe_runner import logged_model  # what LogitsLogger(head="seg") logs
+
+    _, probed, head = logged_model(exposed, head="seg")
     assert head.output_name == "seg/probabilities"
     _assert_seg_values(probed.predict(X, verbose=0), model)
 
