@@ -50,16 +50,18 @@ def switch_backend(module: str, backend: Optional[str], argv: Optional[Sequence[
     os.execve(sys.executable, [sys.executable, "-m", module, *arguments], {**os.environ, "KERAS_BACKEND": backend})
 
 
-class _LastEpochClock(keras.callbacks.Callback):
-    """First in the callback list: notes when the turn's last (timed) epoch begins."""
+class _EpochClock(keras.callbacks.Callback):
+    """First in the callback list: times epoch `timed`, from its `on_epoch_begin` to the next one's (or `fit`'s end)."""
 
-    def __init__(self, last_epoch: int):
+    def __init__(self, timed: int):
         super().__init__()
-        self.last_epoch, self.start = last_epoch, None
+        self.timed, self.start, self.stop = timed, None, None
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.last_epoch:
+        if epoch == self.timed:
             self.start = time.perf_counter()
+        elif epoch == self.timed + 1:
+            self.stop = time.perf_counter()
 
 
 def epoch_rounds(candidates: Dict[str, tuple], x, y, *, rounds: int, warmup: int = 1, epochs: int = 1,
@@ -69,10 +71,12 @@ def epoch_rounds(candidates: Dict[str, tuple], x, y, *, rounds: int, warmup: int
     `candidates` maps a name to `(compiled model, callbacks)`; the same callback objects are passed to every
     turn, as a user passes theirs to each `fit`. Round `r` gives every candidate, in an order rotated by
     one per round, one turn: `fit(initial_epoch=r * epochs, epochs=(r + 1) * epochs)`, i.e. the training
-    continues (a `LogitsLogger` continues its run). The timed epoch is the turn's last one, from its
-    `on_epoch_begin` to the return of `fit`: every callback's epoch-end work and `on_train_end` (where a
-    background writer is flushed) count; with `epochs=1` so does each callback's once-per-fit set-up
-    at the first epoch. The first `warmup` rounds (tracing, compilation) are not kept.
+    continues (a `LogitsLogger` continues its run). With 3 or more epochs per turn the timed epoch is the
+    turn's second-to-last, from its `on_epoch_begin` to the next epoch's: a steady-state epoch of a long
+    `fit`, its epoch-end work included, with the next epoch's start (where the logger waits for the
+    previous epoch's files) in the epoch before it. With fewer, it is the last one, up to the return of
+    `fit`: `on_train_end` (the final flush) counts, and with `epochs=1` each callback's once-per-fit
+    set-up too. The first `warmup` rounds (tracing, compilation) are not kept.
     """
     names = list(candidates)
     seconds = {name: [] for name in names}
@@ -81,10 +85,10 @@ def epoch_rounds(candidates: Dict[str, tuple], x, y, *, rounds: int, warmup: int
         first = round_index * epochs
         for name in names[shift:] + names[:shift]:
             model, callbacks = candidates[name]
-            clock = _LastEpochClock(first + epochs - 1)
+            clock = _EpochClock(first + epochs - (2 if epochs >= 3 else 1))
             model.fit(x, y, batch_size=batch_size, initial_epoch=first, epochs=first + epochs, verbose=0,
                       callbacks=[clock, *callbacks])
-            elapsed = time.perf_counter() - clock.start
+            elapsed = (clock.stop or time.perf_counter()) - clock.start
             if round_index >= warmup:
                 seconds[name].append(elapsed)
         if progress is not None:

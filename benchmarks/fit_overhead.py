@@ -1,16 +1,15 @@
 """What logging logits costs per epoch of the digits CNN, split by part, measured side by side in one process.
 
-    python -m benchmarks.fit_overhead [--backend jax] [--rounds 30] [--epochs 2] [--json out.json]
+    python -m benchmarks.fit_overhead [--backend jax] [--rounds 30] [--epochs 3] [--json out.json]
     PYTHONPATH=/path/to/other/checkout python -m benchmarks.fit_overhead   # the same rows for another version
 
 Every candidate is its own model, compiled once. Each round gives each candidate one turn, a `fit` of
 `--epochs` epochs continuing its training, in an order rotated every round; a candidate's time is the
-median over rounds of its turn's last epoch, from that epoch's start to the return of `fit` (see
-`benchmarks._fit_rounds.epoch_rounds`). Two epochs per turn by default: the timed one is then a
-steady-state epoch, as in a long `fit`. With `--epochs 1` every timed epoch is also the first of its
-`fit`, and a `LogitsLogger` row carries its once-per-fit set-up (opening the run's event file, finding
-its directories: 0.6 ms at 6121b4f, plus 0.2 ms closing at train end, measured on JAX CPU), 3 % of a
-25 ms digits epoch. The candidates:
+median over rounds of one steady-state epoch of its turn (see `benchmarks._fit_rounds.epoch_rounds`):
+with three epochs per turn, the second, from its start to the start of the third, as in a long `fit`
+(the logger's epoch-end probe and the wait for the previous epoch's files at the next epoch's start
+both land in it). `--epochs 2` times the last epoch up to `fit`'s return instead (the final flush of
+the files counts); `--epochs 1` adds each fit's once-per-fit set-up. The candidates:
 
 - plain: the original model, loss on its probabilities (`sparse_categorical_crossentropy`);
 - plain again: a second identical one (A/A check: the noise floor of this run);
@@ -80,7 +79,7 @@ def candidates(probe: tuple, scratch: Path, *, probe_size: int = PROBE_SIZE, sma
     }
 
 
-def measure(*, rounds: int, epochs: int = 2, quick: bool = False, log_dir=None, verbose: bool = True) -> dict:
+def measure(*, rounds: int, epochs: int = 3, quick: bool = False, log_dir=None, verbose: bool = True) -> dict:
     """Runs the rounds; returns `{"seconds": {name: [s, ...]}, "targets": [(label, ratio, limit)], ...}`."""
     (x_train, y_train), (x_test, y_test) = load_digits()
     probe = (np.resize(x_test, (PROBE_SIZE, *x_test.shape[1:])), np.resize(y_test, PROBE_SIZE))
@@ -118,8 +117,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"),
                         help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds (one turn of every candidate each)")
-    parser.add_argument("--epochs", type=int, default=2,
-                        help="epochs per turn; the last is timed (1 also times each fit's first-epoch set-up)")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per turn; 3+: the second-to-last is timed (a steady-state epoch), "
+                             "else the last, up to fit's end (1 also times each fit's set-up)")
     parser.add_argument("--quick", action="store_true", help="a few batches, 1 round: proves the script runs")
     parser.add_argument("--json", help="write the epoch times, ratios and targets to this file")
     parser.add_argument("--log-dir", help="where the loggers write (default: a temporary directory, removed)")

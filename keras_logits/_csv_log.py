@@ -52,7 +52,7 @@ class CsvLog:
         columns, rows, path = self.columns, self.rows, self.path  # this epoch's table, whatever comes later
 
         def write():
-            atomic_write(path, lambda file: file.write(_text(columns, rows)), binary=False)
+            atomic_write(path, lambda file: file.write(_text(columns, rows)), binary=False, durable=False)
 
         return write
 

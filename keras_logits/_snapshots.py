@@ -59,7 +59,7 @@ def position_sample(total: int, bytes_per_position: int, max_bytes: Optional[int
 def write_snapshot(path: Union[str, os.PathLike], arrays: dict, *, compress: bool = False) -> Path:
     """Writes `arrays` atomically as `.npz` (compressed with `compress=True`)."""
     save = np.savez_compressed if compress else np.savez
-    return atomic_write(path, lambda f: save(f, **arrays))
+    return atomic_write(path, lambda f: save(f, **arrays), durable=False)  # one per epoch: the rename keeps it whole
 
 
 def kept_epochs(epochs: list, *, keep_last: Optional[int] = None, keep_every: Optional[int] = None) -> set:

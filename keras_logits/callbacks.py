@@ -27,8 +27,9 @@ __all__ = ["LogitsLogger", "probe_key"]
 PROBE_PREFIX = "probe_"
 # The better direction of the probe values that have one, for Keras' `mode="auto"`.
 DIRECTIONS = {"ece": "min", "brier": "min", "nonfinite": "min", "accuracy": "max"}
-# An epoch's files are on disk before this step of the next epoch begins (its writes overlap the steps before).
-DURABLE_BY_STEP = 3
+# An epoch's files are on disk before this step of the next epoch begins (their writes overlap the steps
+# before it; an epoch with fewer steps waits for the previous epoch's files at its own end).
+DURABLE_BY_STEP = 8
 
 
 def probe_key(statistic: str) -> str:
@@ -115,7 +116,8 @@ class LogitsLogger(keras.callbacks.Callback):
     permissions of a plain `open`, on one background thread so that training
     does not wait on the disk: the epoch's values reach `logs` (History,
     `EarlyStopping`) in the same epoch, and its files are complete before the
-    third step of the next epoch begins, when `fit` returns, when a training
+    eighth step of the next epoch begins (or at its end, if it is shorter),
+    when `fit` returns, when a training
     step raises (an error, `KeyboardInterrupt`), and before the interpreter
     exits. A process killed with SIGKILL loses at most the epoch that just
     ended. Under `MultiWorkerMirroredStrategy` or multi-process JAX only the
@@ -230,13 +232,7 @@ class LogitsLogger(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         callback_list = calling_callback_list(self)
         self._finish()  # a fit that raised outside a step leaves its writes to the next one
-        self._classifier, self._exposed, head = logged_model(self.model, head=self.head, activation=self.activation)
-        self._activation = head.activation
-        self._feed, self._labels, self._count = load_probe(self.probe, self._exposed)
-        self._probe_model = build_probe_model(self._classifier, self._exposed, head, self.model.name)
-        self._forward = ProbeForward(self._probe_model, self._feed, self._count, self.batch_size)
-        check_probe_labels(self._labels, tuple(model_outputs(self._exposed)[LOGITS].shape[1:]), self._activation,
-                           ignore_class=self.ignore_class, model_name=self.model.name)
+        self._set_up_probe()
         dummy = np.zeros((1, 2 if self._activation == "softmax" else 1))
         self._statistics = list(summarize(dummy, None if self._labels is None else [0], activation=self._activation))
         self._chief = is_chief(self.model)
@@ -244,7 +240,9 @@ class LogitsLogger(keras.callbacks.Callback):
         self._join_callback_list(callback_list)
         if self._chief:
             if self.check:
-                for finding in check_model(self.model):
+                if self._findings is None:
+                    self._findings = check_model(self.model)
+                for finding in self._findings:
                     warnings.warn(str(finding), ModelCheckWarning, stacklevel=2)
             self._files = LogFiles(
                 log_dir=self.log_dir, csv_path=self.csv_path, snapshot_parent=self._snapshot_parent(),
@@ -257,6 +255,26 @@ class LogitsLogger(keras.callbacks.Callback):
             self._unguard = guard_train_function(self.model, lambda: self._finish(quiet=True))
         self._first_epoch = None
         self._probed = None
+
+    def _set_up_probe(self):
+        """The logged model, the probe and its compiled forward: built at the first fit, reused by the next.
+
+        A later `fit` of the same model (same variables: the same graph) reuses
+        them, compiled function included: a loop that calls `fit` once per epoch
+        pays the set-up and the compilation once.
+        """
+        key = (id(self.model), tuple(id(variable) for variable in self.model.variables))
+        if getattr(self, "_set_up_for", None) == key:
+            return
+        self._classifier, self._exposed, head = logged_model(self.model, head=self.head, activation=self.activation)
+        self._activation = head.activation
+        self._feed, self._labels, self._count = load_probe(self.probe, self._exposed)
+        self._probe_model = build_probe_model(self._classifier, self._exposed, head, self.model.name)
+        self._forward = ProbeForward(self._probe_model, self._feed, self._count, self.batch_size)
+        check_probe_labels(self._labels, tuple(model_outputs(self._exposed)[LOGITS].shape[1:]), self._activation,
+                           ignore_class=self.ignore_class, model_name=self.model.name)
+        self._findings = None  # check_model's, found once at the first fit that checks
+        self._set_up_for = key
 
     def _snapshot_parent(self) -> Optional[Path]:
         if self.snapshots is False or self.snapshots is None:
@@ -353,6 +371,8 @@ class LogitsLogger(keras.callbacks.Callback):
         result = self._probe(epoch, logs)
         values = {key: float(value) for key, value in logs.items() if np.ndim(value) == 0}
         if self._files is not None:
+            if self._steps < DURABLE_BY_STEP:
+                self._files.wait_if_pending()
             if result is None:  # no probe this epoch: no NaN points in TensorBoard
                 values = {key: value for key, value in values.items() if not key.startswith(PROBE_PREFIX)}
             # Keras' TensorBoard callback on the same log_dir already has the epoch's logs.
