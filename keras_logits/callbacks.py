@@ -239,10 +239,8 @@ class LogitsLogger(keras.callbacks.Callback):
         self._keras_tensorboard = False
         self._join_callback_list(callback_list)
         if self._chief:
-            if self.check:
-                if self._findings is None:
-                    self._findings = check_model(self.model)
-                for finding in self._findings:
+            if self.check:  # each fit: a recompile changes the loss check_model reads, not the variables
+                for finding in check_model(self.model):
                     warnings.warn(str(finding), ModelCheckWarning, stacklevel=2)
             self._files = LogFiles(
                 log_dir=self.log_dir, csv_path=self.csv_path, snapshot_parent=self._snapshot_parent(),
@@ -259,11 +257,12 @@ class LogitsLogger(keras.callbacks.Callback):
     def _set_up_probe(self):
         """The logged model, the probe and its compiled forward: built at the first fit, reused by the next.
 
-        A later `fit` of the same model (same variables: the same graph) reuses
-        them, compiled function included: a loop that calls `fit` once per epoch
-        pays the set-up and the compilation once.
+        A later `fit` of the same model (same variables: the same graph) with the
+        same probe and options reuses them, compiled function included: a loop
+        that calls `fit` once per epoch pays the set-up and the compilation once.
         """
-        key = (id(self.model), tuple(id(variable) for variable in self.model.variables))
+        key = (id(self.model), tuple(id(variable) for variable in self.model.variables), id(self.probe), self.head,
+               self.activation, self.batch_size, self.ignore_class)
         if getattr(self, "_set_up_for", None) == key:
             return
         self._classifier, self._exposed, head = logged_model(self.model, head=self.head, activation=self.activation)
@@ -273,7 +272,6 @@ class LogitsLogger(keras.callbacks.Callback):
         self._forward = ProbeForward(self._probe_model, self._feed, self._count, self.batch_size)
         check_probe_labels(self._labels, tuple(model_outputs(self._exposed)[LOGITS].shape[1:]), self._activation,
                            ignore_class=self.ignore_class, model_name=self.model.name)
-        self._findings = None  # check_model's, found once at the first fit that checks
         self._set_up_for = key
 
     def _snapshot_parent(self) -> Optional[Path]:

@@ -143,7 +143,7 @@ def test_writes_still_queued_when_the_interpreter_exits_are_written(tmp_path):
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_logging_to_tensorboard_on_jax_or_torch_imports_neither_tensorflow_nor_its_start_up(backend, tmp_path):
-    pytest.importorskip(backend)
+    pytest.importorskip(backend, reason=f"the {backend} backend is not installed")
     script = (
         "import sys, keras, numpy as np, keras_logits.callbacks\n"
         "imported = ('tensorflow' in sys.modules, 'tensorboard' in sys.modules)\n"
@@ -173,3 +173,27 @@ def test_a_probe_of_fractional_ids_for_an_integer_input_is_refused_at_train_begi
                                          r"fractional"):
         model.fit(ids, np.zeros(8), epochs=1, verbose=0, callbacks=[logger])
     assert not (tmp_path / "log.csv").exists()
+
+
+def test_a_second_fit_reuses_the_probe_set_up_unless_the_probe_changed(tmp_path):
+    """The compiled probe is kept across fits of the same model, but a new probe is read, not the old one."""
+    from keras_logits.statistics import summarize
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(48, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    logger = keras_logits.LogitsLogger((x[:16], y[:16]), csv_path=tmp_path / "log.csv", snapshots=False)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    forward = logger._forward
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    assert logger._forward is forward
+    logger.probe = (x[16:40], y[16:40])
+    history = model.fit(x, y, epochs=1, verbose=0, callbacks=[logger]).history
+    assert logger._forward is not forward
+    twin = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    twin.set_weights(model.get_weights())
+    expected = summarize(twin.predict(x[16:40], verbose=0), y[16:40], activation="softmax")
+    assert history["probe_logits_accuracy"][0] == pytest.approx(expected["accuracy"], abs=1e-6)
